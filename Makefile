@@ -1,0 +1,27 @@
+# The two commands: `make demo` and `make test`. Each sets up .venv from nothing but Python 3.11.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	# torch must be pinned exactly, before anything that depends on it (DESIGN.md, "Machine facts").
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m ruff check src tests
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/firereg demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

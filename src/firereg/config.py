@@ -1,0 +1,156 @@
+"""Frozen, validated configuration of the model and its optimisation, with YAML in and out.
+
+Configs travel inside checkpoints, so they are plain data: dataclasses of numbers, strings and
+tuples, checked on construction. Unknown keys are refused rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+__all__ = ["ConfigError", "ModelConfig", "OptimConfig", "from_dict", "to_dict", "load_yaml",
+           "save_yaml"]
+
+PAPER_WIDTH = 64
+# Output channels of T_af's three convolutions at the paper's width (our reading of §3.3).
+PAPER_AFFINE_CHANNELS = (8, 16, 20)
+PAPER_AFFINE_KERNELS = (7, 5, 2)
+PAPER_AFFINE_HIDDEN = 32
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid."""
+
+
+def _scaled(value: int, width: int, minimum: int) -> int:
+    return max(minimum, round(value * width / PAPER_WIDTH))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a FIRE model (§3.1-3.3).
+
+    Attributes:
+        ndim: spatial dimensions, 2 or 3 (a 4D cine is registered as pairs of 2D/3D frames).
+        in_channels: channels of each input image (1 for MR).
+        width: base channel count C. G has C, 2C, 4C channels; the paper uses 64.
+        synthesis_channels: channels of the decoders' 7^d block before the 1x1 output conv
+            (3 in the paper, inherited from CycleGAN's RGB output).
+        affine_channels: output channels of T_af's three convolutions; default scales the
+            paper's (8, 16, 20) by ``width / 64`` (at least 4 each).
+        affine_kernels: kernel sizes of T_af's three stride-2 convolutions (7, 5, 2 in §3.3).
+        affine_hidden: units of T_af's first dense layer; default scales 32 by ``width / 64``.
+        padding_mode: padding of G and F's convolutions ("reflect" as in CycleGAN, or "zeros").
+    """
+
+    ndim: int = 2
+    in_channels: int = 1
+    width: int = PAPER_WIDTH
+    synthesis_channels: int = 3
+    affine_channels: tuple[int, int, int] | None = None
+    affine_kernels: tuple[int, int, int] = PAPER_AFFINE_KERNELS
+    affine_hidden: int | None = None
+    padding_mode: str = "reflect"
+
+    def __post_init__(self) -> None:
+        if self.ndim not in (2, 3):
+            raise ConfigError(f"ModelConfig.ndim must be 2 or 3, got {self.ndim!r}")
+        for name in ("in_channels", "width", "synthesis_channels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"ModelConfig.{name} must be a positive int, got {value!r}")
+        for name in ("affine_channels", "affine_kernels"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = tuple(value)
+            object.__setattr__(self, name, value)
+            if len(value) != 3 or any(not isinstance(v, int) or v < 1 for v in value):
+                raise ConfigError(f"ModelConfig.{name} must be 3 positive ints, got {value!r}")
+        if self.affine_hidden is not None and (
+            not isinstance(self.affine_hidden, int) or self.affine_hidden < 1
+        ):
+            raise ConfigError(f"ModelConfig.affine_hidden must be a positive int, got "
+                              f"{self.affine_hidden!r}")
+        if self.padding_mode not in ("reflect", "zeros", "replicate"):
+            raise ConfigError(f"ModelConfig.padding_mode must be 'reflect', 'zeros' or "
+                              f"'replicate', got {self.padding_mode!r}")
+
+    @property
+    def feature_channels(self) -> int:
+        """Channels of G's output, ``4 * width`` (256 in the paper)."""
+        return 4 * self.width
+
+    @property
+    def resolved_affine_channels(self) -> tuple[int, int, int]:
+        if self.affine_channels is not None:
+            return self.affine_channels
+        return tuple(_scaled(c, self.width, 4) for c in PAPER_AFFINE_CHANNELS)  # type: ignore[return-value]
+
+    @property
+    def resolved_affine_hidden(self) -> int:
+        if self.affine_hidden is not None:
+            return self.affine_hidden
+        return _scaled(PAPER_AFFINE_HIDDEN, self.width, 8)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The three Adam optimizers of §3.9 (learning rates in the paper's values by default)."""
+
+    lr_affine: float = 1e-5
+    lr_nonrigid: float = 5e-5
+    lr_synthesis: float = 1e-4
+    betas: tuple[float, float] = field(default=(0.9, 0.999))
+
+    def __post_init__(self) -> None:
+        for name in ("lr_affine", "lr_nonrigid", "lr_synthesis"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0.0 < float(value) < 1.0:
+                raise ConfigError(f"OptimConfig.{name} must be a float in (0, 1), got {value!r}")
+            object.__setattr__(self, name, float(value))
+        betas = tuple(self.betas)
+        object.__setattr__(self, "betas", betas)
+        if len(betas) != 2 or any(not 0.0 <= float(b) < 1.0 for b in betas):
+            raise ConfigError(f"OptimConfig.betas must be two floats in [0, 1), got {betas!r}")
+
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
+    """Build the dataclass ``cls`` from a mapping, refusing unknown keys by name."""
+    data = dict(data or {})
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+    return cls(**data)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain, YAML-safe dict of a config dataclass (tuples become lists)."""
+    def plain(v: Any) -> Any:
+        return list(v) if isinstance(v, tuple) else v
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def save_yaml(config: Any, path: str | Path) -> None:
+    """Write a config dataclass as YAML."""
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def load_yaml(cls: type[T], path: str | Path) -> T:
+    """Read a YAML file written by :func:`save_yaml` (or by hand) into ``cls``."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    return from_dict(cls, data)

@@ -1,0 +1,56 @@
+"""One training step of FIRE: compute L (Eq. 1) and step the three optimizers (§3.9).
+
+The circular graph of §3.9. ``L_reg`` (and ``R_reg``) feed images warped by T's output back into
+G, so G both produces T's input and consumes T's output. As an autograd graph this is still a DAG:
+G appears at several nodes with shared weights, and one ``backward()`` of the total L
+accumulates, into every parameter, the gradient through every path, including the path
+G -> T -> warp -> G -> F. We keep all paths (no ``detach``), compute L once, call ``backward``
+once, and then let each of the three optimizers step its own disjoint group, so each group moves
+at its own learning rate along the gradient of the same L. See docs/design.md.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from firereg.losses import fire_objective
+from firereg.model import FireModel
+from firereg.training.optimizers import FireOptimizers
+
+__all__ = ["training_step", "NonFiniteLossError"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the parameters were left untouched."""
+
+
+def training_step(model: FireModel, optimizers: FireOptimizers, x_a: Tensor, x_b: Tensor,
+                  *, max_grad_norm: float | None = None) -> dict[str, float]:
+    """Compute every term of Eq. (1) on a batch of pairs and update the model.
+
+    Args:
+        x_a, x_b: ``(N, C, *S)`` images of modality A and B, normalized to [-1, 1].
+        max_grad_norm: if given, clip the gradient norm of each optimizer's group to it.
+
+    Returns:
+        Every loss term as a float, by name (see :data:`firereg.losses.TERM_NAMES`).
+
+    Raises:
+        NonFiniteLossError: if the total loss is NaN or infinite (no parameter is changed).
+    """
+    model.train()
+    optimizers.zero_grad()
+    terms = fire_objective(model(x_a, x_b), x_a, x_b)
+    total = terms["total"]
+    if not bool(torch.isfinite(total.detach())):
+        values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+        raise NonFiniteLossError(
+            f"training_step: the total loss is {float(total.detach())}; terms: {values}")
+    total.backward()
+    if max_grad_norm is not None:
+        for _, opt in optimizers.items():
+            params = [p for group in opt.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizers.step()
+    return {name: float(value.detach()) for name, value in terms.items()}
