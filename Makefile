@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(VENV)/bin/firereg demo
+	$(VENV)/bin/firereg demo --out runs/demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

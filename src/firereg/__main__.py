@@ -1,0 +1,7 @@
+"""``python -m firereg`` runs the command line."""
+
+import sys
+
+from firereg.cli.main import main
+
+sys.exit(main())

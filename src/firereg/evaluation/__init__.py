@@ -1,0 +1,5 @@
+"""Evaluation metrics."""
+
+from firereg.evaluation.overlap import dice, mean_dice
+
+__all__ = ["dice", "mean_dice"]
