@@ -24,6 +24,7 @@ from firereg.spatial.frames import (
     world_from_normalized,
     world_from_voxel,
 )
+from firereg.spatial.grids import grid_to_grid_affine
 from firereg.spatial.jacobian import jacobian_determinant, jacobian_matrix
 from firereg.spatial.resample import resize_field, resize_image
 from firereg.spatial.transform import (
@@ -37,7 +38,8 @@ from firereg.spatial.warp import warp, warp_labels
 
 __all__ = [
     "affine_grid", "apply_affine", "compose", "compose_affine", "displacement_to_grid",
-    "grid_to_displacement", "identity_affine", "identity_grid", "invert_affine", "is_affine",
+    "grid_to_displacement", "grid_to_grid_affine", "identity_affine", "identity_grid",
+    "invert_affine", "is_affine",
     "jacobian_determinant", "jacobian_matrix", "laplacian", "normalized_from_voxel",
     "normalized_from_world", "resize_field", "resize_image", "sample_field", "sampling_grid",
     "to_homogeneous", "transform_points", "voxel_from_normalized", "voxel_from_world", "warp",

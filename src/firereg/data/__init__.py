@@ -1,0 +1,1 @@
+"""Data: NIfTI I/O, preprocessing, augmentation, sources and datasets."""
