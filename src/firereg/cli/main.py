@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--synthesis-steps", type=int, default=150)
     demo.add_argument("--registration-steps", type=int, default=150)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-curriculum", action="store_true",
+                      help="train the misaligned pair directly (shows why the curriculum exists)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(func=_cmd_demo)
     return parser
