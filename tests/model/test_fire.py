@@ -7,7 +7,7 @@ from firereg.config import ModelConfig
 from firereg.model import FireModel
 from firereg.model.fire import FireOutput
 
-SIZES = {2: (32, 40), 3: (16, 20, 24)}
+SIZES = {2: (32, 40), 3: (20, 20, 24)}
 
 
 def _model(ndim: int, width: int = 4) -> FireModel:
@@ -154,3 +154,18 @@ def test_parameter_groups_are_disjoint_and_cover_the_model():
     all_ids = {id(p) for p in model.parameters()}
     assert ids["affine"] | ids["nonrigid"] | ids["synthesis"] == all_ids
     assert all(len(v) == len(ids[k]) for k, v in groups.items())  # no duplicates inside a group
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_the_smallest_accepted_size_trains(ndim):
+    from firereg.losses import fire_objective
+    from firereg.model import MIN_SIZE
+
+    model = _model(ndim)
+    x = torch.rand(1, 1, *([MIN_SIZE] * ndim)) * 2 - 1
+    terms = fire_objective(model(x, x.flip(-1)), x, x.flip(-1))
+    terms["total"].backward()
+    assert torch.isfinite(terms["total"])
+    smaller = torch.rand(1, 1, *([MIN_SIZE - 4] * ndim))
+    with pytest.raises(ValueError, match=f"at least {MIN_SIZE}"):
+        model(smaller, smaller)

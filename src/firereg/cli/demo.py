@@ -9,9 +9,10 @@ __all__ = ["run"]
 
 def run(args: argparse.Namespace) -> int:
     from firereg.demo import run_phantom_demo
+    from firereg.model import MIN_SIZE
 
-    if args.size % 4 or args.size < 12:
-        raise ValueError(f"--size must be a multiple of 4 and at least 12, got {args.size}")
+    if args.size % 4 or args.size < MIN_SIZE:
+        raise ValueError(f"--size must be a multiple of 4 and at least {MIN_SIZE}, got {args.size}")
     if args.width < 1 or args.synthesis_steps < 0 or args.registration_steps < 0:
         raise ValueError("--width must be >= 1 and step counts >= 0")
     print("firereg demo: FIRE on one SYNTHETIC two-contrast phantom pair with a known shift.")

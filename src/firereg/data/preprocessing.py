@@ -39,7 +39,7 @@ class PreprocessConfig:
     Attributes:
         spacing: isotropic voxel size of the model grid in mm (paper: 1.28).
         multiple: every model-grid size is a multiple of this (4: two stride-2 convolutions).
-        min_size: smallest model-grid size per axis (12: the feature grid needs 3 voxels).
+        min_size: smallest model-grid size per axis (20, :data:`firereg.model.MIN_SIZE`).
         shape: a fixed model-grid shape (cropped or padded about the centre), or None for the
             smallest multiple of ``multiple`` that covers the field of view.
         percentiles: intensities at these percentiles map to -1 and +1; values beyond are clipped.
@@ -48,7 +48,7 @@ class PreprocessConfig:
 
     spacing: float = 1.28
     multiple: int = 4
-    min_size: int = 12
+    min_size: int = 20
     shape: tuple[int, ...] | None = None
     percentiles: tuple[float, float] = (0.5, 99.5)
     orient: bool = True

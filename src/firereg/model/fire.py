@@ -15,9 +15,10 @@ from firereg.spatial import compose, warp
 
 __all__ = ["FireModel", "FireOutput", "Registration", "MIN_SIZE"]
 
-# Each spatial size must be a multiple of 4 (two stride-2 convs) and give a feature grid of at
-# least 3 voxels, the smallest on which the Laplacian of Eq. (10) is defined.
-MIN_SIZE = 12
+# Each spatial size must be a multiple of 4 (two stride-2 convs). At 20 the feature grid has 5
+# voxels per axis: T_af's first two stride-2 convolutions leave 2 per axis, the fewest on which
+# their instance norm is defined, and the Laplacian of Eq. (10) has interior voxels.
+MIN_SIZE = 20
 # Images are normalized to [-1, 1] with the background near -1: outside the field of view the
 # border value is repeated rather than inventing a mid-grey 0.
 PADDING = "border"

@@ -1,0 +1,254 @@
+"""Checkpoints as safetensors plus a validated JSON config: never pickle, never half-written.
+
+A checkpoint is a folder ``step-NNNNNNNN/`` holding
+
+* ``model.safetensors`` - the model's tensors;
+* ``optimizer.safetensors`` - the tensors of the three optimizers' states (when saved);
+* ``rng.safetensors`` - torch (and CUDA) generator states and numpy's key (when saved);
+* ``checkpoint.json`` - the model config, the step, the optimizers' hyper-parameters, python's
+  and numpy's scalar RNG state, and anything the caller adds.
+
+It is built in a temporary sibling folder and renamed into place, then the run's ``latest`` file
+is replaced atomically to point at it. A kill at any moment leaves either the previous checkpoint
+as ``latest`` or the new one, never a torn one; stale temporary folders are removed on the next
+save. Loading reads tensors with safetensors (no code can run) and validates the config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from firereg.config import ConfigError, ModelConfig, from_dict, to_dict
+from firereg.model import FireModel
+from firereg.training.optimizers import FireOptimizers
+
+__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
+           "load_model"]
+
+FORMAT = "firereg-checkpoint-1"
+LATEST = "latest"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, not ours, corrupt, or does not fit the model."""
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` restored."""
+
+    path: Path
+    step: int
+    model_config: ModelConfig
+    extra: dict[str, Any]
+
+
+def _flatten_optimizers(optimizers: FireOptimizers) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {}
+    for name, state in optimizers.state_dict().items():
+        meta[name] = {"param_groups": state["param_groups"], "state": {}}
+        for index, entries in state["state"].items():
+            meta[name]["state"][str(index)] = sorted(entries)
+            for key, value in entries.items():
+                if not isinstance(value, torch.Tensor):
+                    raise CheckpointError(f"save_checkpoint: optimizer {name} holds a non-tensor "
+                                          f"state {key!r}")
+                tensors[f"{name}/{index}/{key}"] = value.detach().cpu().contiguous()
+    return tensors, meta
+
+
+def _unflatten_optimizers(tensors: dict[str, torch.Tensor], meta: dict) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for name, info in meta.items():
+        state = {int(index): {key: tensors[f"{name}/{index}/{key}"] for key in keys}
+                 for index, keys in info["state"].items()}
+        out[name] = {"state": state, "param_groups": info["param_groups"]}
+    return out
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda{i}"] = state
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors["numpy_keys"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    py_version, py_state, py_gauss = random.getstate()
+    meta = {"numpy": [kind, int(pos), int(has_gauss), float(cached)],
+            "python": [py_version, list(py_state), py_gauss]}
+    return tensors, meta
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda"))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    kind, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, tensors["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss,
+                         cached))
+    version, state, gauss = meta["python"]
+    random.setstate((version, tuple(state), gauss))
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _replace_file(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    model: FireModel,
+    step: int,
+    *,
+    optimizers: FireOptimizers | None = None,
+    save_rng: bool = True,
+    extra: dict[str, Any] | None = None,
+    keep: int = 2,
+) -> Path:
+    """Save ``run_dir/step-NNNNNNNN/`` atomically and point ``run_dir/latest`` at it.
+
+    Keeps the newest ``keep`` checkpoints. ``extra`` must be JSON-serialisable.
+    Returns the checkpoint folder.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob(".tmp-step-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    name = f"step-{int(step):08d}"
+    final = run_dir / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=run_dir))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        meta: dict[str, Any] = {"format": FORMAT, "step": int(step),
+                                "model_config": to_dict(model.config), "extra": extra or {}}
+        if optimizers is not None:
+            tensors, meta["optimizers"] = _flatten_optimizers(optimizers)
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+        if save_rng:
+            tensors, meta["rng"] = _rng_state()
+            save_file(tensors, str(tmp / "rng.safetensors"))
+        _write_json(tmp / "checkpoint.json", meta)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _replace_file(run_dir / LATEST, name + "\n")
+    checkpoints = sorted(p for p in run_dir.glob("step-*") if p.is_dir())
+    for old in checkpoints[: max(0, len(checkpoints) - keep)]:
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The folder ``run_dir/latest`` points at, or None when the run has no checkpoint."""
+    pointer = Path(run_dir) / LATEST
+    if not pointer.exists():
+        return None
+    target = Path(run_dir) / pointer.read_text().strip()
+    if not (target / "checkpoint.json").exists():
+        raise CheckpointError(f"{pointer}: points at {target.name}, which is not a checkpoint")
+    return target
+
+
+def _read_meta(path: Path) -> dict:
+    meta_path = path / "checkpoint.json"
+    if not meta_path.exists():
+        raise CheckpointError(f"{path}: not a firereg checkpoint (no checkpoint.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path}: unknown checkpoint format {meta.get('format')!r}"
+                              if isinstance(meta, dict) else f"{meta_path}: not a checkpoint")
+    return meta
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({exc}); model files are "
+                              "never unpickled") from exc
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> FireModel:
+    """Build a :class:`FireModel` from a checkpoint folder (config + safetensors weights)."""
+    path = Path(path)
+    meta = _read_meta(path)
+    try:
+        config = from_dict(ModelConfig, meta["model_config"])
+    except (ConfigError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: invalid model config ({exc})") from exc
+    model = FireModel(config)
+    _load_weights(model, _read_tensors(path / "model.safetensors"), path)
+    return model.to(device)
+
+
+def _load_weights(model: FireModel, state: dict[str, torch.Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{path}: weights do not fit the model (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]})")
+    model.load_state_dict(state)
+
+
+def load_checkpoint(
+    path: str | Path,
+    model: FireModel,
+    *,
+    optimizers: FireOptimizers | None = None,
+    restore_rng: bool = True,
+) -> Checkpoint:
+    """Restore ``model`` (and ``optimizers``, and the RNGs) from a checkpoint folder.
+
+    ``path`` may be a run folder, in which case its ``latest`` checkpoint is used.
+    """
+    path = Path(path)
+    if (path / LATEST).exists():
+        path = latest_checkpoint(path)
+    meta = _read_meta(path)
+    config = from_dict(ModelConfig, meta["model_config"])
+    if config != model.config:
+        raise CheckpointError(f"{path}: saved for {config}, not for this model {model.config}")
+    _load_weights(model, _read_tensors(path / "model.safetensors"), path)
+    if optimizers is not None:
+        if "optimizers" not in meta:
+            raise CheckpointError(f"{path}: holds no optimizer state")
+        tensors = _read_tensors(path / "optimizer.safetensors")
+        optimizers.load_state_dict(_unflatten_optimizers(tensors, meta["optimizers"]))
+    if restore_rng and "rng" in meta:
+        _set_rng_state(_read_tensors(path / "rng.safetensors"), meta["rng"])
+    return Checkpoint(path=path, step=int(meta["step"]), model_config=config,
+                      extra=meta.get("extra", {}))
