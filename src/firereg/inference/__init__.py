@@ -1,0 +1,1 @@
+"""Registration of pairs and series with a trained model, and export of its transforms."""
