@@ -1,0 +1,49 @@
+"""Writing a registration's results into an output folder, in formats ITK, ANTs and viewers read."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from firereg.data.io import write_displacement_field, write_image, write_labels
+from firereg.inference.itk_files import write_itk_affine
+from firereg.inference.register_pair import PairResult
+
+__all__ = ["write_pair_outputs", "OUTPUT_FILES"]
+
+OUTPUT_FILES = ("warped.nii.gz", "warped_labels.nii.gz", "affine.mat", "warp.nii.gz",
+                "inverse_affine.mat", "inverse_warp.nii.gz", "report.json")
+
+
+def write_pair_outputs(result: PairResult, out_dir: str | Path, *, fixed_affine, moving_affine,
+                       extra_report: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write every file of :data:`OUTPUT_FILES` that applies into ``out_dir``.
+
+    ``warp.nii.gz`` lives on the fixed grid (``fixed_affine``), ``inverse_warp.nii.gz`` on the
+    moving grid. With ANTs: ``antsApplyTransforms -r fixed -i moving -t warp.nii.gz -t affine.mat``
+    reproduces ``warped.nii.gz``, and ``-r moving -i fixed -t inverse_warp.nii.gz
+    -t inverse_affine.mat`` maps the fixed image onto the moving one.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    paths["warped"] = write_image(result.warped, out / "warped.nii.gz")
+    if result.warped_labels is not None:
+        paths["warped_labels"] = write_labels(result.warped_labels, out / "warped_labels.nii.gz")
+    paths["affine"] = write_itk_affine(result.affine, out / "affine.mat")
+    paths["warp"] = write_displacement_field(result.warp, fixed_affine, out / "warp.nii.gz")
+    paths["inverse_affine"] = write_itk_affine(result.inverse_affine, out / "inverse_affine.mat")
+    paths["inverse_warp"] = write_displacement_field(result.inverse_warp, moving_affine,
+                                                     out / "inverse_warp.nii.gz")
+    report = dict(result.report)
+    report.update(extra_report or {})
+    report["files"] = {k: v.name for k, v in paths.items()}
+    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".json", dir=out)
+    with os.fdopen(fd, "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(tmp, out / "report.json")
+    paths["report"] = out / "report.json"
+    return paths
