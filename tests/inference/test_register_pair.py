@@ -19,7 +19,8 @@ from firereg.model import FireModel
 def _oblique(angle_deg, spacing, origin):
     a = np.deg2rad(angle_deg)
     m = np.eye(4)
-    m[:3, :3] = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]) @ np.diag(spacing)
+    rotation = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    m[:3, :3] = rotation @ np.diag(spacing)
     m[:3, 3] = origin
     return m
 
