@@ -54,3 +54,68 @@ def test_python_dash_m_runs_the_console():
     proc = subprocess.run([sys.executable, "-m", "firereg", "--version"], capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 0 and proc.stdout.startswith("firereg ")
+
+
+def test_register_and_apply_commands_write_consistent_files(tmp_path, capsys):
+    import nibabel as nib
+    import numpy as np
+
+    from firereg.config import ModelConfig
+    from firereg.model import FireModel
+    from firereg.training.checkpoint import save_checkpoint
+
+    rng = np.random.default_rng(0)
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    data = rng.random((30, 34, 28)).astype(np.float32)
+    for name in ("moving", "fixed"):
+        nib.save(nib.Nifti1Image(data, affine), tmp_path / f"{name}.nii.gz")
+    nib.save(nib.Nifti1Image((data > 0.5).astype(np.uint8), affine), tmp_path / "labels.nii.gz")
+    save_checkpoint(tmp_path / "run", FireModel(ModelConfig(ndim=3, width=4)), step=0)
+    out = tmp_path / "out"
+    code = main(["register", "--moving", str(tmp_path / "moving.nii.gz"), "--fixed",
+                 str(tmp_path / "fixed.nii.gz"), "--moving-labels", str(tmp_path / "labels.nii.gz"),
+                 "--model", str(tmp_path / "run"), "--out", str(out), "--device", "cpu",
+                 "--spacing", "2.0"])
+    assert code == 0, capsys.readouterr().err
+    names = {p.name for p in out.iterdir()}
+    assert names == {"warped.nii.gz", "warped_labels.nii.gz", "affine.mat", "warp.nii.gz",
+                     "inverse_affine.mat", "inverse_warp.nii.gz", "report.json"}
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"].endswith("step-00000000")
+    # an untrained model maps an image onto itself: warped == moving
+    warped = nib.load(out / "warped.nii.gz").get_fdata()
+    np.testing.assert_allclose(warped, data, atol=1e-4)
+    code = main(["apply", "--transforms", str(out), "--input", str(tmp_path / "labels.nii.gz"),
+                 "--reference", str(tmp_path / "fixed.nii.gz"), "--out", str(tmp_path / "l.nii.gz"),
+                 "--labels"])
+    assert code == 0
+    np.testing.assert_array_equal(nib.load(tmp_path / "l.nii.gz").get_fdata(),
+                                  nib.load(out / "warped_labels.nii.gz").get_fdata())
+
+
+def test_register_refuses_a_busy_output_folder_and_bad_inputs(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".firereg.lock").write_text("123")
+    (tmp_path / "x.nii.gz").write_bytes(b"not an image")
+    from firereg.config import ModelConfig
+    from firereg.model import FireModel
+    from firereg.training.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "run", FireModel(ModelConfig(ndim=3, width=4)), step=0)
+    assert main(["register", "--moving", str(tmp_path / "x.nii.gz"), "--fixed",
+                 str(tmp_path / "x.nii.gz"), "--model", str(tmp_path / "run"),
+                 "--out", str(out)]) == 2
+    assert "not a readable NIfTI" in capsys.readouterr().err
+    assert main(["register", "--moving", "a.nii", "--fixed", "b.nii", "--out", str(out)]) == 2
+    assert "--model PATH is required" in capsys.readouterr().err
+    import nibabel as nib
+    import numpy as np
+
+    nib.save(nib.Nifti1Image(np.random.rand(24, 24, 24).astype(np.float32), np.eye(4)),
+             tmp_path / "ok.nii.gz")
+    assert main(["register", "--moving", str(tmp_path / "ok.nii.gz"), "--fixed",
+                 str(tmp_path / "ok.nii.gz"), "--model", str(tmp_path / "run"), "--out", str(out),
+                 "--device", "cpu"]) == 2
+    assert "another firereg run is writing here" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [".firereg.lock"]

@@ -114,3 +114,19 @@ def test_wrong_dimensionality_is_refused(pair):
     moving, fixed, _ = pair
     with pytest.raises(ValueError, match="2D model needs a single 2D image"):
         register_pair(FireModel(ModelConfig(ndim=2, width=4)), moving, fixed)
+
+
+def test_apply_reproduces_warped_and_its_labels(tmp_path, pair):
+    from firereg.inference.apply import apply_transforms, transform_files
+
+    moving, fixed, labels = pair
+    result = register_pair(_model_with_a_known_transform(), moving, fixed, moving_labels=labels,
+                           preprocess_config=PreprocessConfig(spacing=2.0))
+    write_pair_outputs(result, tmp_path, fixed_affine=fixed.affine, moving_affine=moving.affine)
+    warp, affine = transform_files(tmp_path)
+    again = apply_transforms(moving, fixed, warp, affine)
+    np.testing.assert_allclose(again.data, result.warped.data, atol=2e-3)
+    again_labels = apply_transforms(labels, fixed, warp, affine, labels=True)
+    assert (again_labels.data == result.warped_labels.data).mean() > 0.995
+    with pytest.raises(ValueError, match="not a firereg registration folder"):
+        transform_files(tmp_path / "nothing")

@@ -38,6 +38,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _cmd_register(args: argparse.Namespace) -> int:
+    from firereg.cli.register import run_register
+
+    return run_register(args)
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from firereg.cli.register import run_apply
+
+    return run_apply(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="firereg",
@@ -71,6 +83,37 @@ def build_parser() -> argparse.ArgumentParser:
                       help="train the misaligned pair directly (shows why the curriculum exists)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(func=_cmd_demo)
+
+    reg = sub.add_parser(
+        "register", help="register a moving NIfTI image onto a fixed one",
+        description="Preprocess both images, run G and T (no decoders) in both directions, and "
+        "write into --out: warped.nii.gz (moving on the fixed grid), warped_labels.nii.gz, "
+        "affine.mat + warp.nii.gz (ITK/ANTs: antsApplyTransforms -r fixed -i moving -t warp.nii.gz "
+        "-t affine.mat), inverse_affine.mat + inverse_warp.nii.gz, and report.json.")
+    reg.add_argument("--moving", required=True, help="moving image (.nii / .nii.gz)")
+    reg.add_argument("--fixed", required=True, help="fixed image (.nii / .nii.gz)")
+    reg.add_argument("--out", required=True, help="output folder")
+    reg.add_argument("--moving-labels", help="label map on the moving grid, warped label-aware")
+    reg.add_argument("--model", help="checkpoint folder, or training run folder (its latest)")
+    reg.add_argument("--direction", choices=("ab", "ba"), default="ab",
+                     help="ab: moving is the model's modality A (default); ba: modality B")
+    reg.add_argument("--affine-only", action="store_true", help="use phi_af only")
+    reg.add_argument("--spacing", type=float, default=1.28, help="model-grid spacing in mm")
+    reg.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    reg.set_defaults(func=_cmd_register)
+
+    app = sub.add_parser(
+        "apply", help="apply a registration's transforms to another image",
+        description="Resample --input onto --reference through the warp.nii.gz and affine.mat "
+        "written by firereg register (or the inverse ones with --inverse).")
+    app.add_argument("--transforms", required=True, help="a firereg register output folder")
+    app.add_argument("--input", required=True, help="image (or label map) on the moving grid")
+    app.add_argument("--reference", required=True, help="image whose grid the output takes")
+    app.add_argument("--out", required=True, help="output .nii / .nii.gz")
+    app.add_argument("--labels", action="store_true", help="the input is a label map")
+    app.add_argument("--inverse", action="store_true",
+                     help="use inverse_warp.nii.gz and inverse_affine.mat")
+    app.set_defaults(func=_cmd_apply)
     return parser
 
 
