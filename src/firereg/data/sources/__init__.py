@@ -1,0 +1,1 @@
+"""Offline builders and dataset adapters."""
