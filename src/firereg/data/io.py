@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from firereg.atomic import atomic_output
 from firereg.data.image import Image
 
 __all__ = [
@@ -193,35 +192,40 @@ def _check_target(path: str | Path) -> Path:
 def _atomic_save(img: nib.Nifti1Image, path: Path) -> None:
     suffix = ".nii.gz" if str(path).endswith(".gz") else ".nii"
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        with atomic_output(path, suffix) as tmp:
+            nib.save(img, str(tmp))
     except OSError as exc:
-        raise _fail(path, f"cannot write in {path.parent} ({exc.strerror})") from exc
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise _fail(path, f"could not be written ({exc.strerror or exc})") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        raise _fail(path, f"could not be written in {path.parent} ({exc.strerror or exc})") from exc
 
 
-def _nifti(data: np.ndarray, affine: np.ndarray, *, intent: str | None = None) -> nib.Nifti1Image:
+def _nifti(data: np.ndarray, affine: np.ndarray, *, intent: str | None = None,
+           time_step_s: float | None = None, description: str | None = None) -> nib.Nifti1Image:
     img = nib.Nifti1Image(data, np.asarray(affine, dtype=np.float64))
     img.set_qform(img.affine, code=1)
     img.set_sform(img.affine, code=1)
     img.header.set_xyzt_units(xyz="mm", t="sec")
+    if time_step_s is not None:
+        zooms = list(img.header.get_zooms())
+        zooms[3] = float(time_step_s)
+        img.header.set_zooms(zooms)
+    if description is not None:
+        img.header["descrip"] = description.encode("ascii", "replace")[:79]
     if intent is not None:
         img.header.set_intent(intent)
     return img
 
 
-def write_image(image: Image, path: str | Path) -> Path:
-    """Write an intensity image as float32 NIfTI with its affine (qform and sform, mm)."""
+def write_image(image: Image, path: str | Path, *, time_step_s: float | None = None,
+                description: str | None = None) -> Path:
+    """Write an intensity image as float32 NIfTI with its affine (qform and sform, mm).
+
+    For a series, ``time_step_s`` sets the frame duration (pixdim[4], seconds).
+    """
     path = _check_target(path)
     data = np.asarray(image.data, dtype=np.float32)
-    _atomic_save(_nifti(data, image.affine), path)
+    if time_step_s is not None and not image.is_series:
+        raise _fail(path, "time_step_s applies to a series only")
+    _atomic_save(_nifti(data, image.affine, time_step_s=time_step_s, description=description), path)
     return path
 
 

@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import scipy.io
+
+from firereg.atomic import atomic_output
 
 __all__ = ["write_itk_affine", "read_itk_affine"]
 
@@ -27,15 +27,9 @@ def write_itk_affine(matrix: np.ndarray, path: str | Path) -> Path:
         raise ValueError(f"write_itk_affine: expected a 3x3 or 4x4 matrix, got {m.shape}")
     params = np.concatenate([m[:d, :d].reshape(-1), m[:d, d]]).reshape(-1, 1)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".mat", dir=path.parent)
-    os.close(fd)
-    try:
-        scipy.io.savemat(tmp, {f"AffineTransform_double_{d}_{d}": params,
-                               "fixed": np.zeros((d, 1))}, format="4")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(path, ".mat") as tmp:
+        scipy.io.savemat(str(tmp), {f"AffineTransform_double_{d}_{d}": params,
+                                    "fixed": np.zeros((d, 1))}, format="4")
     return path
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from firereg.atomic import atomic_write_text
 from firereg.data.io import write_displacement_field, write_image, write_labels
 from firereg.inference.itk_files import write_itk_affine
 from firereg.inference.register_pair import PairResult
@@ -41,9 +40,5 @@ def write_pair_outputs(result: PairResult, out_dir: str | Path, *, fixed_affine,
     report = dict(result.report)
     report.update(extra_report or {})
     report["files"] = {k: v.name for k, v in paths.items()}
-    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".json", dir=out)
-    with os.fdopen(fd, "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(tmp, out / "report.json")
-    paths["report"] = out / "report.json"
+    paths["report"] = atomic_write_text(out / "report.json", json.dumps(report, indent=2))
     return paths

@@ -30,6 +30,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from firereg.atomic import atomic_write_text
 from firereg.config import ConfigError, ModelConfig, from_dict, to_dict
 from firereg.model import FireModel
 from firereg.training.optimizers import FireOptimizers
@@ -108,15 +109,6 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True))
 
 
-def _replace_file(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_checkpoint(
     run_dir: str | Path,
     model: FireModel,
@@ -157,7 +149,7 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _replace_file(run_dir / LATEST, name + "\n")
+    atomic_write_text(run_dir / LATEST, name + "\n")
     checkpoints = sorted(p for p in run_dir.glob("step-*") if p.is_dir())
     for old in checkpoints[: max(0, len(checkpoints) - keep)]:
         if old != final:

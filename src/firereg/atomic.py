@@ -1,0 +1,44 @@
+"""Atomic file writes: a file appears under its final name complete, or not at all."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text"]
+
+
+@contextmanager
+def atomic_output(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s folder; on success rename it to ``path``.
+
+    ``suffix`` keeps writers that look at the extension (``.nii.gz``, ``.mat``) happy. On any
+    error, or a kill before the rename, the final name is untouched and the temporary file is
+    removed (or, after a kill, left as a hidden ``.name.*`` file that is never read).
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (flushed to disk before the rename)."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
