@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--inverse", action="store_true",
                      help="use inverse_warp.nii.gz and inverse_affine.mat")
     app.set_defaults(func=_cmd_apply)
+
+    from firereg.cli.data import add_data_parser
+
+    add_data_parser(sub)
     return parser
 
 

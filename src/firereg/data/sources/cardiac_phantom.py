@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -878,7 +879,8 @@ def _info_cfg(ed: int, es: int, num_frames: int, height: float, weight: float) -
 
 
 def write_acdc_phantom(root: str | Path, n_subjects: int, config: PhantomConfig | None = None,
-                       seed: int = 0, *, overwrite: bool = False) -> list[CineCase]:
+                       seed: int = 0, *, overwrite: bool = False,
+                       on_subject: Callable[[CineCase], None] | None = None) -> list[CineCase]:
     """Write ``n_subjects`` synthetic cines in the ACDC training layout and return their records.
 
     Layout (exactly ACDC's, 1-based frame numbers in file names and Info.cfg)::
@@ -897,6 +899,7 @@ def write_acdc_phantom(root: str | Path, n_subjects: int, config: PhantomConfig 
         config: None = ``PhantomConfig()``.
         seed: subject NNN uses ``subject_seed(seed, NNN)``; the tree is deterministic given seed.
         overwrite: allow writing into existing patient folders (stale frame files there are removed).
+        on_subject: called with each subject's record once its files are written (progress).
 
     Returns:
         One :class:`CineCase` per subject, with **0-based** ``ed``/``es`` and ``frame_labels`` /
@@ -953,4 +956,6 @@ def write_acdc_phantom(root: str | Path, n_subjects: int, config: PhantomConfig 
                 "frame_numbering": "0-based here; ACDC files and Info.cfg are 1-based (file = index + 1)",
             },
         ))
+        if on_subject is not None:
+            on_subject(cases[-1])
     return cases
