@@ -124,12 +124,12 @@ def test_register_refuses_a_busy_output_folder_and_bad_inputs(tmp_path, capsys):
 def test_data_phantom_writes_an_acdc_tree(tmp_path, capsys):
     from firereg.data.sources.acdc import acdc_cases
 
-    args = ["data", "phantom", "--out", str(tmp_path), "--subjects", "2", "--size", "72", "72",
-            "--pixel-spacing", "2.7", "--slices", "4", "--phases", "20", "--no-progress"]
-    assert main(args) == 0
+    common = ["data", "phantom", "--out", str(tmp_path), "--subjects", "2", "--pixel-spacing", "2.7",
+              "--slices", "4", "--phases", "20", "--no-progress"]
+    assert main([*common, "--size", "72", "72"]) == 0
     assert "SYNTHETIC" in capsys.readouterr().out
     cases = acdc_cases(tmp_path)
     assert [c.name for c in cases] == ["patient001", "patient002"]
     assert "SYNTHETIC" in (tmp_path / "README.txt").read_text()
-    assert main(args[:-8] + ["--size", "40", "40"]) == 2
+    assert main([*common, "--size", "40", "40"]) == 2
     assert "cannot hold the heart" in capsys.readouterr().err
