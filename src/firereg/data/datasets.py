@@ -58,10 +58,10 @@ def _crop_axis(length: int, first: int, last: int) -> tuple[int, int]:
 class BrainPairDataset(Dataset):
     """Pairs ``modality_a -> modality_b`` of co-registered brain cases, as 2D axial slices or 3D.
 
-    A case takes part when its ``split`` is the requested one, or when it has none. A case whose
-    ``meta["slabs"]`` maps splits to native axial slab ranges (a single brain split by region)
-    contributes only the slices (2D) or the sub-volumes (3D, one per slab, cropped to a multiple
-    of 4 slices) of the requested split.
+    A case takes part when its ``split`` is the requested one, or when it has none. A case with
+    ``meta["slabs"]`` (inclusive native axial slab ranges ``[first, last]`` of its own region, or a
+    mapping split -> such ranges) contributes only the slices (2D) or the sub-volumes (3D, one per
+    slab, cropped to a multiple of 4 slices) of its region: how one brain is split by region.
     """
 
     def __init__(self, cases: Sequence[Case], modality_a: str, modality_b: str, *, dims: int = 2,
@@ -79,7 +79,9 @@ class BrainPairDataset(Dataset):
         self.items: list[tuple[int, slice | int | None]] = []
         for i, case in enumerate(self.cases):
             volume = self.store.brain(case, self.modalities)
-            slabs = case.meta.get("slabs", {}).get(split) if split else None
+            slabs = case.meta.get("slabs")
+            if isinstance(slabs, dict):  # split -> slabs, for a case shared by every split
+                slabs = slabs.get(split) if split else None
             if dims == 2:
                 ks = slices_in_slabs(volume, slabs, min_label_voxels=min_label_voxels)
                 self.items += [(i, k) for k in ks]
