@@ -24,11 +24,32 @@ def _phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from firereg.data.sources.prepare import format_summary, prepare_data
+
+    result = prepare_data(args.cache, force=args.force, progress=not args.quiet)
+    print(format_summary(result))
+    return 0
+
+
 def add_data_parser(sub) -> None:
     """Register ``firereg data`` and its sub-commands on the top-level subparsers ``sub``."""
     data = sub.add_parser("data", help="build the offline datasets",
                           description="Build the datasets firereg trains and evaluates on.")
     data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    prep = data_sub.add_parser(
+        "prepare", help="fetch (PyPI only) and build every offline dataset into the cache",
+        description="Fetch the spm-runtime-R2025b and nilearn wheels from PyPI into <cache>/wheels "
+        "and build <cache>/datasets/spm_avg152 (T1/T2/PD + structure labels, train/val/test slabs, "
+        "2D slices), <cache>/datasets/icbm152_2009a (T1 + grey/white labels) and "
+        "<cache>/datasets/cardiac_phantom (20 SYNTHETIC cines in the ACDC layout). Idempotent: a "
+        "second run does nothing. The cache is --cache, else $FIREREG_CACHE, else ~/.cache/firereg.")
+    prep.add_argument("--cache", default=None, metavar="DIR",
+                      help="cache folder (default: $FIREREG_CACHE, else ~/.cache/firereg)")
+    prep.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    prep.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    prep.set_defaults(func=_prepare)
+
     ph = data_sub.add_parser(
         "phantom", help="write SYNTHETIC 4D cardiac cines in the ACDC layout",
         description="Write a synthetic short-axis cine phantom (beating LV, myocardium, RV; labels "
