@@ -459,11 +459,19 @@ def test_prepare_data_builds_everything_once(monkeypatch, tmp_path, design):
         raise AssertionError(f"pip was called: {args}")
 
     monkeypatch.setattr(cache_mod, "_run_pip", no_network)
+    from firereg.data.sources import phantom_dataset
+    from firereg.data.sources.cardiac_phantom import PhantomConfig
+
+    monkeypatch.setattr(phantom_dataset, "SUBJECTS", 1)
+    monkeypatch.setattr(phantom_dataset, "CONFIG", PhantomConfig(
+        size=(72, 72), pixel_spacing_mm=2.7, num_slices=3, slice_spacing_mm=13.0, num_phases=20,
+        supersample=1, through_plane_samples=1))
     messages: list[str] = []
     result = prepare.prepare_data(progress=messages.append)
     assert result["cache"] == str(cache) and not result["nothing_to_do"]
-    assert {n: r["status"] for n, r in result["datasets"].items()} == {"spm_avg152": "built",
-                                                                       "icbm152_2009a": "built"}
+    assert {n: r["status"] for n, r in result["datasets"].items()} == {
+        "spm_avg152": "built", "icbm152_2009a": "built", "cardiac_phantom": "built"}
+    assert result["datasets"]["cardiac_phantom"]["synthetic"] is True
     info = result["datasets"]["spm_avg152"]
     assert info["shape"] == list(SHAPE) and info["spacing_mm"] == [2.0, 2.0, 2.0]
     assert info["label_voxels"]["brain stem"] == int((design["expected"] == 8).sum())

@@ -15,11 +15,12 @@ from firereg.data.sources.cache import atomic_folder, dataset_status, datasets_d
 from firereg.data.sources.cardiac_phantom import PhantomConfig, write_acdc_phantom
 
 __all__ = ["DATASET_NAME", "SUBJECTS", "SEED", "phantom_dataset_dir", "expected_marker",
-           "build_phantom_dataset"]
+           "build_phantom_dataset", "CONFIG"]
 
 DATASET_NAME = "cardiac_phantom"
 SUBJECTS = 20
 SEED = 0
+CONFIG = PhantomConfig()
 BUILDER_VERSION = 1
 
 
@@ -29,7 +30,7 @@ def phantom_dataset_dir(cache: str | Path | None = None) -> Path:
 
 def expected_marker() -> dict:
     return {"dataset": DATASET_NAME, "builder_version": BUILDER_VERSION, "subjects": SUBJECTS,
-            "seed": SEED, "config": PhantomConfig().to_dict()}
+            "seed": SEED, "config": CONFIG.to_dict()}
 
 
 def build_phantom_dataset(cache: str | Path | None = None, *, force: bool = False,
@@ -43,7 +44,7 @@ def build_phantom_dataset(cache: str | Path | None = None, *, force: bool = Fals
         return final
     say(f"{DATASET_NAME}: writing {SUBJECTS} SYNTHETIC cines (about 5 s each)")
     with atomic_folder(final) as out:
-        cases = write_acdc_phantom(out, SUBJECTS, PhantomConfig(), seed=SEED,
+        cases = write_acdc_phantom(out, SUBJECTS, CONFIG, seed=SEED,
                                    on_subject=lambda c: say(f"{DATASET_NAME}: {c.name} written"))
         summary = {"subjects": len(cases), "synthetic": True,
                    "frames": sorted({c.meta["num_frames"] for c in cases}),
