@@ -11,6 +11,8 @@ at its own learning rate along the gradient of the same L. See docs/design.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -26,12 +28,15 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def training_step(model: FireModel, optimizers: FireOptimizers, x_a: Tensor, x_b: Tensor,
-                  *, max_grad_norm: float | None = None) -> dict[str, float]:
+                  *, max_grad_norm: float | None = None,
+                  after_backward: Callable[[], None] | None = None) -> dict[str, float]:
     """Compute every term of Eq. (1) on a batch of pairs and update the model.
 
     Args:
         x_a, x_b: ``(N, C, *S)`` images of modality A and B, normalized to [-1, 1].
         max_grad_norm: if given, clip the gradient norm of each optimizer's group to it.
+        after_backward: called between ``backward`` and the optimizer steps (e.g. to average
+            gradients across processes).
 
     Returns:
         Every loss term as a float, by name (see :data:`firereg.losses.TERM_NAMES`).
@@ -48,6 +53,8 @@ def training_step(model: FireModel, optimizers: FireOptimizers, x_a: Tensor, x_b
         raise NonFiniteLossError(
             f"training_step: the total loss is {float(total.detach())}; terms: {values}")
     total.backward()
+    if after_backward is not None:
+        after_backward()
     if max_grad_norm is not None:
         for _, opt in optimizers.items():
             params = [p for group in opt.param_groups for p in group["params"]]

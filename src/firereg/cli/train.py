@@ -1,0 +1,33 @@
+"""``firereg train``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+__all__ = ["run_train"]
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from firereg.training.experiment import load_experiment
+    from firereg.training.loop import train
+
+    config = load_experiment(args.config)
+    if args.iterations is not None:
+        if args.iterations < 1:
+            raise ValueError(f"--iterations must be >= 1, got {args.iterations}")
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                       iterations=args.iterations))
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    result = train(config, out, resume=args.resume, progress=not args.no_progress,
+                   device=args.device)
+    if not result.is_main:
+        return 0
+    val = result.last_validation
+    line = f"firereg train: {result.steps} steps in {result.seconds:.0f} s, checkpoints in {out}"
+    if val:
+        line += (f"; validation Dice {val['dice']:.3f} (affine {val['dice_affine']:.3f}, "
+                 f"unaligned {val['dice_unaligned']:.3f})")
+    print(line)
+    return 0
