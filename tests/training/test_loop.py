@@ -117,3 +117,10 @@ def test_two_cpu_processes_train_with_identical_weights(tmp_path, phantom_root):
     first, second = summary["parameter_checksums"]
     assert first == second
     assert latest_checkpoint(tmp_path / "ddp").name == "step-00000003"
+
+
+def test_denormal_flushing_is_scoped_to_2d_training(tmp_path, phantom_root):
+    train(experiment_from_dict(_config(phantom_root, iterations=1)), tmp_path / "run",
+          progress=False, device="cpu")
+    tiny = torch.tensor([1e-42], dtype=torch.float32)  # a denormal float32
+    assert float(tiny * 1.0) != 0.0  # flushing was switched off again after the run

@@ -148,9 +148,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    from firereg.runtime import flush_denormals
-
-    flush_denormals()
     try:
         return int(args.func(args))
     except (UserError, ValueError) as exc:

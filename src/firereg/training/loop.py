@@ -24,7 +24,7 @@ from tqdm import tqdm
 from firereg.data.datasets import PairSample, collate_pairs
 from firereg.losses import TERM_NAMES
 from firereg.model import FireModel
-from firereg.runtime import flush_denormals
+from firereg.runtime import flushed_denormals
 from firereg.spatial import warp_labels
 from firereg.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from firereg.training.distributed import DistContext, init_distributed
@@ -151,7 +151,16 @@ def train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = False
         augment_factory: builds the pair augmenter (default: :func:`default_augmenter`).
         datasets: ``{"train": ..., "val": ...}`` to use instead of building them from the config.
     """
-    flush_denormals()
+    # 3x faster 2D CPU steps; see firereg.runtime for why not in 3D
+    with flushed_denormals(config.model.ndim == 2):
+        return _train(config, out_dir, resume=resume, progress=progress, device=device,
+                      augment_factory=augment_factory, datasets=datasets)
+
+
+def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = False,
+          progress: bool = True, device: str = "auto",
+          augment_factory: Callable[[ExperimentConfig], PairAugmenter | None] | None = None,
+          datasets: dict[str, Dataset] | None = None) -> TrainResult:
     ctx: DistContext = init_distributed(device)
     out = Path(out_dir)
     tc = config.train
