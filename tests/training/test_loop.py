@@ -124,3 +124,10 @@ def test_denormal_flushing_is_scoped_to_2d_training(tmp_path, phantom_root):
           progress=False, device="cpu")
     tiny = torch.tensor([1e-42], dtype=torch.float32)  # a denormal float32
     assert float(tiny * 1.0) != 0.0  # flushing was switched off again after the run
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].joinpath("configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path):
+    config = load_experiment(path)
+    assert config.model.ndim == config.data.dims
