@@ -33,7 +33,7 @@ from pathlib import Path
 import nibabel as nib
 
 from firereg.data.records import CARDIAC_LABELS, CineCase
-from firereg.data.sources.splits import PAPER_SPLIT_SEED, apply_split, stratified_split
+from firereg.data.sources.splits import PAPER_SPLIT_SEED, apply_split, resolve_split, stratified_split
 
 __all__ = [
     "ACDCError",
@@ -351,13 +351,7 @@ def acdc_cases(
     if not chosen:
         raise ACDCError(f"{root}: no usable ACDC patient" + (f" in the {subset} subset" if subset else ""))
     chosen.sort(key=_patient_key)
-    if split is None:
-        return chosen
-    if isinstance(split, str):
-        if split != "paper":
-            raise ACDCError(f"acdc_cases: split must be None, 'paper' or a mapping, got {split!r}")
-        return paper_split(chosen)
-    return apply_split(chosen, split)
+    return resolve_split(chosen, split, paper_split, ACDCError)
 
 
 def _patient_key(case: CineCase) -> tuple[int, str]:

@@ -52,7 +52,7 @@ import numpy as np
 
 from firereg.data.io import read_image, read_labels
 from firereg.data.records import Case, LabelTable
-from firereg.data.sources.splits import PAPER_SPLIT_SEED, apply_split, stratified_split
+from firereg.data.sources.splits import PAPER_SPLIT_SEED, apply_split, resolve_split, stratified_split
 
 __all__ = [
     "BRAIN_LABELS",
@@ -245,13 +245,7 @@ def _release_cases(root: str | Path, release: str) -> list[Case]:
 
 
 def _with_split(cases: list[Case], split) -> list[Case]:
-    if split is None:
-        return cases
-    if isinstance(split, str):
-        if split != "paper":
-            raise ValueError(f"split must be None, 'paper' or a mapping, got {split!r}")
-        return paper_split(cases)
-    return apply_split(cases, split)
+    return resolve_split(cases, split, paper_split)
 
 
 SplitArg = Mapping[str, str] | Mapping[str, Sequence[str]] | str | None

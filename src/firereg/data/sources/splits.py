@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from fractions import Fraction
 
-__all__ = ["PAPER_SPLIT_SEED", "SPLITS", "apply_split", "stratified_split"]
+__all__ = ["PAPER_SPLIT_SEED", "SPLITS", "apply_split", "resolve_split", "stratified_split"]
 
 SPLITS = ("train", "val", "test")
 
@@ -126,3 +126,16 @@ def apply_split(cases: Sequence, split: Mapping[str, str] | Mapping[str, Sequenc
         shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
         raise ValueError(f"split: {len(unknown)} name(s) are not among the cases: {shown}")
     return [replace(c, split=by_name.get(c.name)) for c in cases]
+
+
+def resolve_split(cases: Sequence, split, paper: Callable[[Sequence], list],
+                  error: type[ValueError] = ValueError) -> list:
+    """The cases with a split applied: None (unchanged), "paper" (``paper(cases)``) or a mapping
+    (:func:`apply_split`). Anything else raises ``error``."""
+    if split is None:
+        return list(cases)
+    if isinstance(split, str):
+        if split != "paper":
+            raise error(f"split must be None, 'paper' or a mapping, got {split!r}")
+        return paper(cases)
+    return apply_split(cases, split)
