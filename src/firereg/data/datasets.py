@@ -41,9 +41,16 @@ class PairSample:
 Augment = Callable[[int, PairSample], PairSample]
 
 
-def _check_split(split: str | None) -> None:
+def _cases_of_split(cases: Sequence, split: str | None, dims: int, caller: str) -> list:
+    """The cases in ``split`` (or with no split), checking ``dims`` and ``split`` first."""
+    if dims not in (2, 3):
+        raise ValueError(f"{caller}: dims must be 2 or 3, got {dims}")
     if split not in (None, "train", "val", "test"):
-        raise ValueError(f"split must be None, 'train', 'val' or 'test', got {split!r}")
+        raise ValueError(f"{caller}: split must be None, 'train', 'val' or 'test', got {split!r}")
+    chosen = [c for c in cases if split is None or c.split in (None, split)]
+    if not chosen:
+        raise ValueError(f"{caller}: no case in split {split!r}")
+    return chosen
 
 
 def _crop_axis(length: int, first: int, last: int) -> tuple[int, int]:
@@ -67,12 +74,7 @@ class BrainPairDataset(Dataset):
     def __init__(self, cases: Sequence[Case], modality_a: str, modality_b: str, *, dims: int = 2,
                  split: str | None = None, store: VolumeStore | None = None,
                  augment: Augment | None = None, min_label_voxels: int = 50) -> None:
-        if dims not in (2, 3):
-            raise ValueError(f"BrainPairDataset: dims must be 2 or 3, got {dims}")
-        _check_split(split)
-        self.cases = [c for c in cases if split is None or c.split in (None, split)]
-        if not self.cases:
-            raise ValueError(f"BrainPairDataset: no case in split {split!r}")
+        self.cases = _cases_of_split(cases, split, dims, "BrainPairDataset")
         self.modalities = (modality_a, modality_b)
         self.dims, self.split, self.augment = dims, split, augment
         self.store = store or VolumeStore()
@@ -126,12 +128,7 @@ class CinePairDataset(Dataset):
                  augment: Augment | None = None) -> None:
         if mode not in ("train", "test"):
             raise ValueError(f"CinePairDataset: mode must be 'train' or 'test', got {mode!r}")
-        if dims not in (2, 3):
-            raise ValueError(f"CinePairDataset: dims must be 2 or 3, got {dims}")
-        _check_split(split)
-        self.cases = [c for c in cases if split is None or c.split in (None, split)]
-        if not self.cases:
-            raise ValueError(f"CinePairDataset: no case in split {split!r}")
+        self.cases = _cases_of_split(cases, split, dims, "CinePairDataset")
         self.mode, self.dims, self.augment = mode, dims, augment
         self.store = store or VolumeStore()
         self.items: list[tuple[int, int | None, int]] = []  # (case, slice or None, moving frame)

@@ -133,6 +133,17 @@ def _read_array(path: str | Path, img: nib.Nifti1Image, ndim: int, series: bool)
     return data
 
 
+def _read_raw(path: str | Path, ndim: int | None, allow_series: bool,
+              what: str) -> tuple[nib.Nifti1Image, int, np.ndarray]:
+    """Load, check the header and layout, and read the voxels: (image, spatial ndim, array)."""
+    img = _load(path)
+    _check_header(path, img)
+    found, series = _spatial_layout(path, img.shape, allow_series)
+    if ndim is not None and found != ndim:
+        raise _fail(path, f"is a {found}D {what} (shape {img.shape}), expected {ndim}D")
+    return img, found, _read_array(path, img, found, series)
+
+
 def read_image(path: str | Path, *, ndim: int | None = None, allow_series: bool = False) -> Image:
     """Read a 2D, 3D (or, with ``allow_series``, 3D+time / 2D+time) NIfTI image as float32.
 
@@ -142,12 +153,7 @@ def read_image(path: str | Path, *, ndim: int | None = None, allow_series: bool 
     Args:
         ndim: if given, the spatial dimensionality the caller needs (2 or 3).
     """
-    img = _load(path)
-    _check_header(path, img)
-    found, series = _spatial_layout(path, img.shape, allow_series)
-    if ndim is not None and found != ndim:
-        raise _fail(path, f"is a {found}D image (shape {img.shape}), expected {ndim}D")
-    raw = _read_array(path, img, found, series)
+    img, found, raw = _read_raw(path, ndim, allow_series, "image")
     if raw.dtype == np.bool_:
         raw = raw.astype(np.uint8)
     data = raw.astype(np.float32, copy=False)
@@ -163,12 +169,7 @@ def read_image(path: str | Path, *, ndim: int | None = None, allow_series: bool 
 
 def read_labels(path: str | Path, *, ndim: int | None = None, allow_series: bool = False) -> Image:
     """Read an integer label map. Values must be whole numbers; the result is int32."""
-    img = _load(path)
-    _check_header(path, img)
-    found, series = _spatial_layout(path, img.shape, allow_series)
-    if ndim is not None and found != ndim:
-        raise _fail(path, f"is a {found}D label map (shape {img.shape}), expected {ndim}D")
-    raw = _read_array(path, img, found, series)
+    img, found, raw = _read_raw(path, ndim, allow_series, "label map")
     if np.issubdtype(raw.dtype, np.floating):
         if not np.isfinite(raw).all():
             raise _fail(path, "label map holds NaN or infinite values")
