@@ -31,8 +31,7 @@ def build_datasets(config: DataConfig, *, splits=("train", "val")):
         if config.source == "spm":
             from firereg.data.sources.spm import spm_cases
 
-            cases = spm_cases(config.root or None) if config.root else spm_cases(
-                _spm_root(config))
+            cases = spm_cases(Path(config.root) if config.root else _spm_root(config))
         else:
             from firereg.data.sources.mrbrains import mrbrains_cases, paper_split
 
