@@ -133,3 +133,30 @@ def test_data_phantom_writes_an_acdc_tree(tmp_path, capsys):
     assert "SYNTHETIC" in (tmp_path / "README.txt").read_text()
     assert main([*common, "--size", "40", "40"]) == 2
     assert "cannot hold the heart" in capsys.readouterr().err
+
+
+def test_register_series_command(tmp_path, capsys):
+    import nibabel as nib
+
+    from firereg.config import ModelConfig
+    from firereg.data.sources.cardiac_phantom import PhantomConfig, write_acdc_phantom
+    from firereg.model import FireModel
+    from firereg.training.checkpoint import save_checkpoint
+
+    small = PhantomConfig(size=(72, 72), pixel_spacing_mm=2.7, num_slices=2, slice_spacing_mm=13.0,
+                          num_phases=20, supersample=1, through_plane_samples=1)
+    case = write_acdc_phantom(tmp_path / "ph", 1, small, seed=0)[0]
+    save_checkpoint(tmp_path / "run", FireModel(ModelConfig(ndim=2, width=4)), step=0)
+    out = tmp_path / "series"
+    code = main(["register-series", "--cine", str(case.cine), "--out", str(out), "--model",
+                 str(tmp_path / "run"), "--spacing", "2.7", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    assert "ED from" in capsys.readouterr().out  # read from the ACDC Info.cfg beside the cine
+    warped = nib.load(out / "warped_4d.nii.gz")
+    assert warped.shape == (72, 72, 2, 20) and warped.header.get_zooms()[3] > 0
+    assert len(list((out / "warps").glob("warp_t*.nii.gz"))) == 20
+    report = json.loads((out / "report.json").read_text())
+    assert report["reference"] == case.ed and len(report["folding_percent_per_frame"]) == 20
+    assert main(["register-series", "--cine", str(case.cine), "--out", str(tmp_path / "x"),
+                 "--model", str(tmp_path / "run"), "--reference", "99", "--device", "cpu"]) == 2
+    assert "outside the cine's frames" in capsys.readouterr().err

@@ -44,6 +44,12 @@ def _cmd_register(args: argparse.Namespace) -> int:
     return run_register(args)
 
 
+def _cmd_register_series(args: argparse.Namespace) -> int:
+    from firereg.cli.register import run_register_series
+
+    return run_register_series(args)
+
+
 def _cmd_apply(args: argparse.Namespace) -> int:
     from firereg.cli.register import run_apply
 
@@ -107,6 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--spacing", type=float, default=1.28, help="model-grid spacing in mm")
     reg.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     reg.set_defaults(func=_cmd_register)
+
+    ser = sub.add_parser(
+        "register-series", help="register every phase of a 4D cine to a reference phase",
+        description="Register every frame of a 4D cine (X, Y, Z, T) onto the reference frame in "
+        "one batched pass per slice (2D model) or per volume (3D model). Writes warped_4d.nii.gz "
+        "(every frame on the reference's geometry), warps/warp_tNN.nii.gz (frame NN, 0-based: a "
+        "displacement field in LPS mm, reference point -> frame point, usable with "
+        "antsApplyTransforms -r reference -i frame -t warp_tNN.nii.gz) and report.json.")
+    ser.add_argument("--cine", required=True, help="4D NIfTI (X, Y, Z, T)")
+    ser.add_argument("--reference", default="ED",
+                     help="ED (read from an ACDC Info.cfg beside the cine, else frame 0) or a "
+                     "0-based frame index")
+    ser.add_argument("--out", required=True, help="output folder")
+    ser.add_argument("--model", help="checkpoint folder, or training run folder (its latest)")
+    ser.add_argument("--spacing", type=float, default=1.5, help="model-grid spacing in mm")
+    ser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ser.set_defaults(func=_cmd_register_series)
 
     app = sub.add_parser(
         "apply", help="apply a registration's transforms to another image",

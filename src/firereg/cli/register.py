@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["run_register", "run_apply", "output_lock"]
+__all__ = ["run_register", "run_register_series", "run_apply", "output_lock"]
 
 
 @contextmanager
@@ -41,23 +41,26 @@ def _device(name: str) -> str:
     return name
 
 
+def _load_model(path: str | None):
+    """(model, checkpoint path) from ``--model``: a checkpoint folder or a run folder."""
+    from firereg.training.checkpoint import latest_checkpoint, load_model
+
+    if path is None:
+        raise ValueError("--model PATH is required: a checkpoint folder (or a training run folder) "
+                         "written by firereg; models shipped with the package are not built yet")
+    model_path = Path(path)
+    if (model_path / "latest").exists():
+        model_path = latest_checkpoint(model_path)
+    return load_model(model_path), model_path
+
+
 def run_register(args: argparse.Namespace) -> int:
     from firereg.data.io import read_image, read_labels
     from firereg.data.preprocessing import PreprocessConfig
     from firereg.inference.outputs import write_pair_outputs
     from firereg.inference.register_pair import register_pair
-    from firereg.training.checkpoint import load_model
-
-    if args.model is None:
-        raise ValueError("--model PATH is required: a checkpoint folder (or a training run folder) "
-                         "written by firereg; models shipped with the package are not built yet")
     start = time.perf_counter()
-    model_path = Path(args.model)
-    if (model_path / "latest").exists():
-        from firereg.training.checkpoint import latest_checkpoint
-
-        model_path = latest_checkpoint(model_path)
-    model = load_model(model_path)
+    model, model_path = _load_model(args.model)
     ndim = model.config.ndim
     moving = read_image(args.moving, ndim=ndim)
     fixed = read_image(args.fixed, ndim=ndim)
@@ -91,4 +94,57 @@ def run_apply(args: argparse.Namespace) -> int:
     writer = write_labels if args.labels else write_image
     path = writer(result, args.out)
     print(f"firereg apply: wrote {path}")
+    return 0
+
+
+def _reference_frame(text: str, cine_path: Path) -> tuple[int, str]:
+    """0-based reference frame from ``--reference`` (an index, or "ED")."""
+    if text.upper() != "ED":
+        try:
+            return int(text), "given"
+        except ValueError:
+            raise ValueError(f"--reference must be ED or a 0-based frame index, got {text!r}") from None
+    info = cine_path.parent / "Info.cfg"
+    if info.exists():
+        from firereg.data.sources.acdc import read_info_cfg
+
+        values = {k.upper(): v for k, v in read_info_cfg(info).items()}
+        if "ED" in values:
+            return int(float(values["ED"])) - 1, f"ED from {info} (1-based {values['ED']})"
+    return 0, "ED taken as the first frame (no Info.cfg beside the cine)"
+
+
+def run_register_series(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from firereg.atomic import atomic_write_text
+    from firereg.data.io import read_image, write_displacement_field, write_image
+    from firereg.data.preprocessing import PreprocessConfig
+    from firereg.inference.register_series import register_series
+
+    model, model_path = _load_model(args.model)
+    cine = read_image(args.cine, ndim=3, allow_series=True)
+    if not cine.is_series:
+        raise ValueError(f"{args.cine}: a single volume, not a 4D cine (X, Y, Z, T)")
+    reference, how = _reference_frame(args.reference, Path(args.cine))
+    out = Path(args.out)
+    with output_lock(out):
+        result = register_series(model, cine, reference,
+                                 preprocess_config=PreprocessConfig(spacing=args.spacing),
+                                 device=_device(args.device))
+        import nibabel as nib
+
+        step = float(nib.load(str(args.cine)).header.get_zooms()[3])
+        write_image(result.warped, out / "warped_4d.nii.gz", time_step_s=step if step > 0 else None)
+        (out / "warps").mkdir(exist_ok=True)
+        for t in range(cine.num_frames):
+            write_displacement_field(result.displacements[t], cine.affine,
+                                     out / "warps" / f"warp_t{t:02d}.nii.gz")
+        report = {**result.report, "reference_how": how, "model": str(model_path),
+                  "cine": str(args.cine), "max_displacement_mm": float(np.abs(result.displacements).max())}
+        atomic_write_text(out / "report.json", json.dumps(report, indent=2))
+    print(f"firereg register-series: {cine.num_frames} frames onto frame {reference} ({how}); wrote "
+          f"warped_4d.nii.gz, warps/warp_tNN.nii.gz and report.json into {out}")
     return 0
