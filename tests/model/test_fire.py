@@ -169,3 +169,14 @@ def test_the_smallest_accepted_size_trains(ndim):
     smaller = torch.rand(1, 1, *([MIN_SIZE - 4] * ndim))
     with pytest.raises(ValueError, match=f"at least {MIN_SIZE}"):
         model(smaller, smaller)
+
+
+def test_register_both_matches_two_single_registrations():
+    model = FireModel(ModelConfig(ndim=2, width=4))
+    with torch.no_grad():
+        model.transform_ab.affine.dense[-1].bias.copy_(torch.tensor([1.0, 0.1, 0.05, 0, 0.9, 0]))
+        model.transform_ba.affine.dense[-1].bias.copy_(torch.tensor([0.9, 0, -0.05, 0.1, 1.0, 0]))
+    moving, fixed = torch.randn(2, 1, *SIZES[2]), torch.randn(2, 1, *SIZES[2])
+    forward, backward = model.register_both(moving, fixed, "ab")
+    assert torch.allclose(forward.warped, model.register(moving, fixed, "ab").warped, atol=1e-6)
+    assert torch.allclose(backward.affine, model.register(fixed, moving, "ba").affine, atol=1e-6)

@@ -32,34 +32,21 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from firereg.cli.demo import run
+def _lazy(module: str, function: str):
+    """A command that imports ``module`` only when it runs, then calls ``function(args)``."""
+    def run(args: argparse.Namespace) -> int:
+        from importlib import import_module
 
-    return run(args)
+        return getattr(import_module(module), function)(args)
 
-
-def _cmd_register(args: argparse.Namespace) -> int:
-    from firereg.cli.register import run_register
-
-    return run_register(args)
+    return run
 
 
-def _cmd_register_series(args: argparse.Namespace) -> int:
-    from firereg.cli.register import run_register_series
-
-    return run_register_series(args)
-
-
-def _cmd_apply(args: argparse.Namespace) -> int:
-    from firereg.cli.register import run_apply
-
-    return run_apply(args)
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from firereg.cli.train import run_train
-
-    return run_train(args)
+_cmd_demo = _lazy("firereg.cli.demo", "run")
+_cmd_register = _lazy("firereg.cli.register", "run_register")
+_cmd_register_series = _lazy("firereg.cli.register", "run_register_series")
+_cmd_apply = _lazy("firereg.cli.register", "run_apply")
+_cmd_train = _lazy("firereg.cli.train", "run_train")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -114,12 +114,10 @@ def register_pair(
     timings["preprocess_s"] = time.perf_counter() - start
 
     model = model.to(device).eval()
-    reverse = "ba" if direction == "ab" else "ab"
     start = time.perf_counter()
     with torch.inference_mode():
         x_m, x_f = pre_moving.tensor().to(device), pre_fixed.tensor().to(device)
-        forward = model.register(x_m, x_f, direction)
-        backward = model.register(x_f, x_m, reverse)
+        forward, backward = model.register_both(x_m, x_f, direction)
     if device != "cpu" and torch.device(device).type == "cuda":
         torch.cuda.synchronize()
     timings["network_s"] = time.perf_counter() - start

@@ -206,6 +206,23 @@ class FireModel(nn.Module):
         net = self.transformation_net(direction)
         self.check_inputs(moving, fixed, "FireModel.register")
         feat_moving, feat_fixed = _split(self.encoder(torch.cat([moving, fixed])), 2)
+        return self._registration(net, feat_moving, feat_fixed, moving)
+
+    def register_both(self, moving: Tensor, fixed: Tensor,
+                      direction: str = "ab") -> tuple[Registration, Registration]:
+        """``(moving onto fixed, fixed onto moving)`` with G run once for both directions.
+
+        The second uses the other transformation network (T_BA when ``direction="ab"``).
+        """
+        forward_net = self.transformation_net(direction)
+        backward_net = self.transformation_net("ba" if direction == "ab" else "ab")
+        self.check_inputs(moving, fixed, "FireModel.register_both")
+        feat_moving, feat_fixed = _split(self.encoder(torch.cat([moving, fixed])), 2)
+        return (self._registration(forward_net, feat_moving, feat_fixed, moving),
+                self._registration(backward_net, feat_fixed, feat_moving, fixed))
+
+    def _registration(self, net: TransformationNet, feat_moving: Tensor, feat_fixed: Tensor,
+                      moving: Tensor) -> Registration:
         parts: TransformParts = net(feat_moving, feat_fixed)
         displacement = parts.full(moving.shape[2:])
         return Registration(

@@ -21,9 +21,8 @@ GPL-2.0). Its MATLAB runtime archive ``spm_runtime/_spm/_spm.ctf`` is a plain zi
     README.txt  done.json
 
 The split. There is one brain, and neighbouring slices of a population average are nearly
-identical (T1 correlation between slices 2 mm apart: 0.95; 4 mm: 0.84; 8 mm: 0.62), so a random
-split of slices would test on what was trained on. Instead the volume is cut into contiguous
-axial slabs (along voxel axis k, inferior -> superior) at fixed fractions of the brain's extent
+identical, so a random split of slices would test on what was trained on. Instead the volume
+is cut into contiguous axial slabs (along voxel axis k, inferior -> superior) at fixed fractions of the brain's extent
 (:class:`SlabSplit`): train | test | train | val, with ``gap`` slices left out at every boundary.
 The test slab holds the level of the cerebellum and brain stem (two of the three structures the
 paper scores, §4.1, with white matter) and the bottom of the basal ganglia; the train slabs below
@@ -418,7 +417,7 @@ def _readme(summary: dict, slabs: dict, labels_json: dict, split: SlabSplit) -> 
         space; their boundaries agree only approximately. Dice of the atlas against the OldSeg
         tissue argmax (labels.json "atlas_vs_tissue_maps_dice"): {agreement}.""")
     why = _fill(f"""There is one brain, and neighbouring slices of a smooth population average are
-        nearly identical (T1 correlation 0.95 at 2 mm, 0.84 at 4 mm, 0.62 at 8 mm), so a random
+        nearly identical, so a random
         split of slices would test on what was trained on. The volume is cut along k (inferior ->
         superior) at the fractions {[list(s) for s in split.slabs]} of the brain's extent k =
         {slabs['brain_range']} into {' | '.join(s for s, _ in split.slabs)}, with {split.gap}
