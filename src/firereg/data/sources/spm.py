@@ -22,8 +22,9 @@ GPL-2.0). Its MATLAB runtime archive ``spm_runtime/_spm/_spm.ctf`` is a plain zi
 
 The split. There is one brain, and neighbouring slices of a population average are nearly
 identical, so a random split of slices would test on what was trained on. Instead the volume
-is cut into contiguous axial slabs (along voxel axis k, inferior -> superior) at fixed fractions of the brain's extent
-(:class:`SlabSplit`): train | test | train | val, with ``gap`` slices left out at every boundary.
+is cut into contiguous axial slabs (along voxel axis k, inferior -> superior) at fixed
+fractions of the brain's extent (:class:`SlabSplit`): train | test | train | val, with ``gap``
+slices left out at every boundary.
 The test slab holds the level of the cerebellum and brain stem (two of the three structures the
 paper scores, §4.1, with white matter) and the bottom of the basal ganglia; the train slabs below
 and above it hold the rest of the cerebellum and brain stem and most of the basal ganglia and
