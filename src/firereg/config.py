@@ -31,6 +31,9 @@ def _scaled(value: int, width: int, minimum: int) -> int:
     return max(minimum, round(value * width / PAPER_WIDTH))
 
 
+AFFINE_POOLINGS = ("mean", "moments")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of a FIRE model (§3.1-3.3).
@@ -46,6 +49,10 @@ class ModelConfig:
         affine_kernels: kernel sizes of T_af's three stride-2 convolutions (7, 5, 2 in §3.3).
         affine_hidden: units of T_af's first dense layer; default scales 32 by ``width / 64``.
         padding_mode: padding of G and F's convolutions ("reflect" as in CycleGAN, or "zeros").
+        affine_pooling: how T_af turns its last feature map into a vector. "mean" is the paper's
+            global average pooling; "moments" adds the coordinate-weighted means
+            ``mean(f * x_i)`` per axis, which tell the dense layers *where* features are (needed
+            for rotation and scaling; see docs/design.md).
     """
 
     ndim: int = 2
@@ -56,6 +63,7 @@ class ModelConfig:
     affine_kernels: tuple[int, int, int] = PAPER_AFFINE_KERNELS
     affine_hidden: int | None = None
     padding_mode: str = "reflect"
+    affine_pooling: str = "mean"
 
     def __post_init__(self) -> None:
         if self.ndim not in (2, 3):
@@ -77,6 +85,9 @@ class ModelConfig:
         ):
             raise ConfigError(f"ModelConfig.affine_hidden must be a positive int, got "
                               f"{self.affine_hidden!r}")
+        if self.affine_pooling not in AFFINE_POOLINGS:
+            raise ConfigError(f"ModelConfig.affine_pooling must be one of {AFFINE_POOLINGS}, got "
+                              f"{self.affine_pooling!r}")
         if self.padding_mode not in ("reflect", "zeros", "replicate"):
             raise ConfigError(f"ModelConfig.padding_mode must be 'reflect', 'zeros' or "
                               f"'replicate', got {self.padding_mode!r}")

@@ -47,6 +47,42 @@ _cmd_register = _lazy("firereg.cli.register", "run_register")
 _cmd_register_series = _lazy("firereg.cli.register", "run_register_series")
 _cmd_apply = _lazy("firereg.cli.register", "run_apply")
 _cmd_train = _lazy("firereg.cli.train", "run_train")
+_cmd_models = _lazy("firereg.cli.models", "run_models")
+_cmd_models_package = _lazy("firereg.cli.models", "run_package")
+
+
+def _add_models_parser(sub: argparse._SubParsersAction) -> None:
+    models = sub.add_parser(
+        "models", help="list the trained models shipped with firereg",
+        description="List the models shipped inside the package: name, modality pair, dimensions, "
+        "model-grid spacing, training iterations, validation Dice (unaligned -> affine -> full) and "
+        "the exact training command. `firereg register --model NAME` uses one; without --model, "
+        "register picks one by modality pair (see docs/registration.md).")
+    models.add_argument("--json", action="store_true", help="print the model cards as JSON")
+    models.set_defaults(func=_cmd_models)
+    models_sub = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
+    pkg = models_sub.add_parser(
+        "package", help="(maintainers) ship a training run's latest checkpoint as a model",
+        description="Copy RUN's latest checkpoint (model.safetensors and checkpoint.json only, no "
+        "optimizer or RNG state) into the package's pretrained folder as NAME, with a card.json "
+        "holding the modalities, dimensions, spacing, iterations, validation Dice and how it was "
+        "trained. See docs/models.md.")
+    pkg.add_argument("run", metavar="RUN", help="a training run folder written by firereg train")
+    pkg.add_argument("--name", required=True, help="model name, e.g. t1-t2-2d (moving-fixed, dims)")
+    pkg.add_argument("--modality-a", required=True, help="the run's modality A, e.g. T1")
+    pkg.add_argument("--modality-b", required=True, help="the run's modality B, e.g. T2")
+    pkg.add_argument("--dataset", required=True, help="what it was trained on")
+    pkg.add_argument("--config", required=True, help="repository path of the training config")
+    pkg.add_argument("--command", required=True, dest="train_command", metavar="COMMAND",
+                     help="the exact training command")
+    pkg.add_argument("--machine", required=True, help="where it was trained")
+    pkg.add_argument("--notes", default="", help="anything a user should know")
+    pkg.add_argument("--spacing", type=float, help="model-grid spacing in mm (default: the run's "
+                     "config.yaml data.spacing)")
+    pkg.add_argument("--diffeomorphic", action="store_true",
+                     help="the model's transforms are diffeomorphic by construction")
+    pkg.add_argument("--force", action="store_true", help="replace a model of the same name")
+    pkg.set_defaults(func=_cmd_models_package)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,11 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--fixed", required=True, help="fixed image (.nii / .nii.gz)")
     reg.add_argument("--out", required=True, help="output folder")
     reg.add_argument("--moving-labels", help="label map on the moving grid, warped label-aware")
-    reg.add_argument("--model", help="checkpoint folder, or training run folder (its latest)")
-    reg.add_argument("--direction", choices=("ab", "ba"), default="ab",
-                     help="ab: moving is the model's modality A (default); ba: modality B")
+    reg.add_argument("--model", metavar="NAME|PATH",
+                     help="a shipped model (firereg models), a checkpoint folder, or a training run "
+                     "folder (its latest); default: the shipped model for the modality pair")
+    reg.add_argument("--moving-modality", metavar="MOD",
+                     help="the moving image's modality, e.g. T1 (picks the model and direction)")
+    reg.add_argument("--fixed-modality", metavar="MOD",
+                     help="the fixed image's modality, e.g. T2 (picks the model and direction)")
+    reg.add_argument("--direction", choices=("ab", "ba"), default=None,
+                     help="ab: moving is the model's modality A; ba: modality B (default: from the "
+                     "modalities, else ab)")
     reg.add_argument("--affine-only", action="store_true", help="use phi_af only")
-    reg.add_argument("--spacing", type=float, default=1.28, help="model-grid spacing in mm")
+    reg.add_argument("--spacing", type=float, default=None,
+                     help="model-grid spacing in mm (default: the shipped model's, else 1.28)")
     reg.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     reg.set_defaults(func=_cmd_register)
 
@@ -113,8 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ED (read from an ACDC Info.cfg beside the cine, else frame 0) or a "
                      "0-based frame index")
     ser.add_argument("--out", required=True, help="output folder")
-    ser.add_argument("--model", help="checkpoint folder, or training run folder (its latest)")
-    ser.add_argument("--spacing", type=float, default=1.5, help="model-grid spacing in mm")
+    ser.add_argument("--model", metavar="NAME|PATH",
+                     help="a shipped model (firereg models), a checkpoint folder, or a training run "
+                     "folder (its latest); default: the shipped 2D cine model")
+    ser.add_argument("--spacing", type=float, default=None,
+                     help="model-grid spacing in mm (default: the shipped model's, else 1.5)")
     ser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ser.set_defaults(func=_cmd_register_series)
 
@@ -145,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_cmd_train)
+
+    _add_models_parser(sub)
 
     from firereg.cli.data import add_data_parser
 

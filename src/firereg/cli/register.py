@@ -10,6 +10,9 @@ from pathlib import Path
 
 __all__ = ["run_register", "run_register_series", "run_apply", "output_lock"]
 
+DEFAULT_PAIR_SPACING = 1.28  # mm, the paper's model grid, for a checkpoint without a card
+DEFAULT_SERIES_SPACING = 1.5  # mm, for a cine checkpoint without a card
+
 
 @contextmanager
 def output_lock(out_dir: Path):
@@ -41,17 +44,19 @@ def _device(name: str) -> str:
     return name
 
 
-def _load_model(path: str | None):
-    """(model, checkpoint path) from ``--model``: a checkpoint folder or a run folder."""
-    from firereg.training.checkpoint import latest_checkpoint, load_model
+def _selection_report(selection) -> dict:
+    """What report.json says about the model and how it was chosen."""
+    return {"model": selection.model,
+            "model_card": selection.card.to_dict() if selection.card is not None else None,
+            "direction": selection.direction, "selection": selection.how}
 
-    if path is None:
-        raise ValueError("--model PATH is required: a checkpoint folder (or a training run folder) "
-                         "written by firereg; models shipped with the package are not built yet")
-    model_path = Path(path)
-    if (model_path / "latest").exists():
-        model_path = latest_checkpoint(model_path)
-    return load_model(model_path), model_path
+
+def _require_some_model(model: str | None) -> None:
+    """Refuse early (before reading images) when nothing could be chosen."""
+    from firereg.pretrained.registry import NO_MODELS, ModelSelectionError, list_models
+
+    if model is None and not list_models():
+        raise ModelSelectionError(NO_MODELS)
 
 
 def run_register(args: argparse.Namespace) -> int:
@@ -59,23 +64,31 @@ def run_register(args: argparse.Namespace) -> int:
     from firereg.data.preprocessing import PreprocessConfig
     from firereg.inference.outputs import write_pair_outputs
     from firereg.inference.register_pair import register_pair
+    from firereg.pretrained.registry import select_model
+
     start = time.perf_counter()
-    model, model_path = _load_model(args.model)
-    ndim = model.config.ndim
-    moving = read_image(args.moving, ndim=ndim)
+    _require_some_model(args.model)
+    moving = read_image(args.moving)
+    ndim = moving.ndim
+    selection = select_model(args.model, ndim=ndim, moving_modality=args.moving_modality,
+                             fixed_modality=args.fixed_modality, direction=args.direction)
     fixed = read_image(args.fixed, ndim=ndim)
     labels = read_labels(args.moving_labels, ndim=ndim) if args.moving_labels else None
+    model = selection.load()
+    spacing = args.spacing if args.spacing is not None else (
+        selection.card.spacing_mm if selection.card is not None else DEFAULT_PAIR_SPACING)
     load_s = time.perf_counter() - start
     out = Path(args.out)
     with output_lock(out):
-        result = register_pair(model, moving, fixed, direction=args.direction, moving_labels=labels,
-                               preprocess_config=PreprocessConfig(spacing=args.spacing),
+        result = register_pair(model, moving, fixed, direction=selection.direction, moving_labels=labels,
+                               preprocess_config=PreprocessConfig(spacing=spacing),
                                affine_only=args.affine_only, device=_device(args.device))
         result.report["timings"]["load_s"] = load_s
         paths = write_pair_outputs(result, out, fixed_affine=fixed.affine, moving_affine=moving.affine,
-                                   extra_report={"model": str(model_path), "moving": str(args.moving),
-                                                 "fixed": str(args.fixed)})
+                                   extra_report={**_selection_report(selection), "spacing_mm": spacing,
+                                                 "moving": str(args.moving), "fixed": str(args.fixed)})
     r = result.report
+    print(f"firereg register: {selection.how}")
     print(f"firereg register: wrote {', '.join(p.name for p in paths.values())} into {out}")
     print(f"  folding {r['folding_percent']:.3f}% of voxels, inverse consistency "
           f"{r['inverse_consistency_mm']:.3f} mm, network {r['timings']['network_s']:.2f} s")
@@ -123,16 +136,20 @@ def run_register_series(args: argparse.Namespace) -> int:
     from firereg.data.io import read_image, write_displacement_field, write_image
     from firereg.data.preprocessing import PreprocessConfig
     from firereg.inference.register_series import register_series
+    from firereg.pretrained.registry import select_series_model
 
-    model, model_path = _load_model(args.model)
+    selection = select_series_model(args.model)
     cine = read_image(args.cine, ndim=3, allow_series=True)
     if not cine.is_series:
         raise ValueError(f"{args.cine}: a single volume, not a 4D cine (X, Y, Z, T)")
     reference, how = _reference_frame(args.reference, Path(args.cine))
+    model = selection.load()
+    spacing = args.spacing if args.spacing is not None else (
+        selection.card.spacing_mm if selection.card is not None else DEFAULT_SERIES_SPACING)
     out = Path(args.out)
     with output_lock(out):
         result = register_series(model, cine, reference,
-                                 preprocess_config=PreprocessConfig(spacing=args.spacing),
+                                 preprocess_config=PreprocessConfig(spacing=spacing),
                                  device=_device(args.device))
         import nibabel as nib
 
@@ -142,9 +159,11 @@ def run_register_series(args: argparse.Namespace) -> int:
         for t in range(cine.num_frames):
             write_displacement_field(result.displacements[t], cine.affine,
                                      out / "warps" / f"warp_t{t:02d}.nii.gz")
-        report = {**result.report, "reference_how": how, "model": str(model_path),
-                  "cine": str(args.cine), "max_displacement_mm": float(np.abs(result.displacements).max())}
+        report = {**result.report, "reference_how": how, **_selection_report(selection),
+                  "spacing_mm": spacing, "cine": str(args.cine),
+                  "max_displacement_mm": float(np.abs(result.displacements).max())}
         atomic_write_text(out / "report.json", json.dumps(report, indent=2))
+    print(f"firereg register-series: {selection.how}")
     print(f"firereg register-series: {cine.num_frames} frames onto frame {reference} ({how}); wrote "
           f"warped_4d.nii.gz, warps/warp_tNN.nii.gz and report.json into {out}")
     return 0

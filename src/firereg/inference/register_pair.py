@@ -19,14 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 
 from firereg.data.image import Image
 from firereg.data.preprocessing import PreprocessConfig, Preprocessed, model_grid, preprocess
+from firereg.evaluation.deformation import folding_percent, inverse_consistency_mm
 from firereg.inference.world import Grid, map_to_moving, physical_affine, physical_displacement
 from firereg.model import FireModel
-from firereg.spatial import compose, grid_to_displacement, jacobian_determinant, warp_labels
-from firereg.spatial.frames import voxel_from_normalized
+from firereg.spatial import compose, grid_to_displacement, warp_labels
 
 __all__ = ["PairResult", "register_pair", "common_model_shape"]
 
@@ -62,23 +61,6 @@ def common_model_shape(a: Image, b: Image, config: PreprocessConfig) -> tuple[in
 
 def _grid(p: Preprocessed) -> Grid:
     return Grid(p.shape, p.image.affine)
-
-
-def _folding_percent(transform: Tensor) -> float:
-    det = jacobian_determinant(transform)
-    return float((det <= 0).double().mean() * 100.0)
-
-
-def _inverse_consistency_mm(phi_ab: Tensor, phi_ba: Tensor, fixed_model: Grid) -> float:
-    """Mean ``||phi_BA(phi_AB(x)) - x||`` in mm over the fixed model grid."""
-    round_trip = compose(phi_ba, phi_ab)  # normalized displacement on the fixed model grid
-    scale = torch.as_tensor(np.linalg.norm(
-        (np.asarray(fixed_model.affine)[:3, : fixed_model.ndim]
-         @ voxel_from_normalized(fixed_model.shape).numpy()[: fixed_model.ndim, : fixed_model.ndim]),
-        axis=0), dtype=round_trip.dtype)
-    # components are in grid_sample order (reversed axes); scale each by its axis' mm per unit
-    mm = round_trip * scale.flip(0).view(1, -1, *([1] * fixed_model.ndim))
-    return float(mm.pow(2).sum(dim=1).sqrt().mean())
 
 
 def register_pair(
@@ -157,9 +139,9 @@ def register_pair(
         "affine_only": affine_only,
         "model_grid_shape": list(shape),
         "model_grid_spacing_mm": config.spacing,
-        "folding_percent": _folding_percent(phi_ab),
-        "inverse_folding_percent": _folding_percent(phi_ba),
-        "inverse_consistency_mm": _inverse_consistency_mm(phi_ab, phi_ba, fixed_model),
+        "folding_percent": folding_percent(phi_ab, fixed_model, moving_model),
+        "inverse_folding_percent": folding_percent(phi_ba, moving_model, fixed_model),
+        "inverse_consistency_mm": inverse_consistency_mm(phi_ab, phi_ba, fixed_model),
         "timings": timings,
     }
     return result

@@ -47,7 +47,8 @@ class TransformationNet(nn.Module):
         super().__init__()
         c = config
         self.affine = AffineNet(c.ndim, c.feature_channels, c.resolved_affine_channels,
-                                c.affine_kernels, c.resolved_affine_hidden)
+                                c.affine_kernels, c.resolved_affine_hidden,
+                                pooling=c.affine_pooling)
         self.nonrigid = NonRigidNet(c.ndim, c.feature_channels, c.width)
 
     def forward(self, moving_features: Tensor, fixed_features: Tensor) -> TransformParts:
