@@ -1,0 +1,43 @@
+"""The models shipped inside the package: they load offline, their cards match their weights."""
+
+import json
+
+import pytest
+import torch
+
+from firereg.pretrained import list_models, load_pretrained, select_model
+from firereg.pretrained.registry import pretrained_root
+
+SHIPPED = {card.name: card for card in list_models()}
+EXPECTED_2D = {"t1-t2-2d": ("T1", "T2"), "pd-t2-2d": ("PD", "T2"), "t1-pd-2d": ("T1", "PD")}
+
+
+def test_the_2d_brain_models_are_shipped() -> None:
+    assert set(EXPECTED_2D) <= set(SHIPPED)
+    for name, (a, b) in EXPECTED_2D.items():
+        card = SHIPPED[name]
+        assert (card.modality_a, card.modality_b, card.ndim) == (a, b, 2)
+        assert card.command.startswith("firereg train --config configs/models/")
+        assert card.iterations > 0
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_model_loads_and_matches_its_card(name: str) -> None:
+    model, card = load_pretrained(name)
+    meta = json.loads((pretrained_root() / name / "checkpoint.json").read_text())
+    assert meta["step"] == card.iterations
+    assert model.config.ndim == card.ndim
+    assert meta["extra"]["validation"]["dice"] == pytest.approx(card.validation["dice"])
+    # weights are trained: T_af's last layer has left its zero initialisation
+    assert model.transform_ab.affine.dense[-1].weight.abs().sum() > 0
+    size = (1, 1) + (24,) * card.ndim
+    with torch.no_grad():
+        out = model.register(torch.zeros(size), torch.zeros(size), "ab")
+    assert torch.isfinite(out.displacement).all() and torch.isfinite(out.affine).all()
+
+
+def test_default_2d_choice_is_t1_to_t2() -> None:
+    selection = select_model(None, ndim=2, moving_modality=None, fixed_modality=None, direction=None)
+    assert selection.card.name == "t1-t2-2d" and selection.direction == "ab"
+    reverse = select_model(None, ndim=2, moving_modality="T2", fixed_modality="PD", direction=None)
+    assert reverse.card.name == "pd-t2-2d" and reverse.direction == "ba"
