@@ -53,6 +53,9 @@ class ModelConfig:
             global average pooling; "moments" adds the coordinate-weighted means
             ``mean(f * x_i)`` per axis, which tell the dense layers *where* features are (needed
             for rotation and scaling; see docs/design.md).
+        diffeomorphic: T_nr's output is a stationary velocity field, integrated by scaling and
+            squaring (``firereg.spatial.velocity``) into ``phi_nr``; a model trained this way says
+            so in its checkpoint's config.
     """
 
     ndim: int = 2
@@ -64,6 +67,7 @@ class ModelConfig:
     affine_hidden: int | None = None
     padding_mode: str = "reflect"
     affine_pooling: str = "mean"
+    diffeomorphic: bool = False
 
     def __post_init__(self) -> None:
         if self.ndim not in (2, 3):
@@ -85,6 +89,8 @@ class ModelConfig:
         ):
             raise ConfigError(f"ModelConfig.affine_hidden must be a positive int, got "
                               f"{self.affine_hidden!r}")
+        if not isinstance(self.diffeomorphic, bool):
+            raise ConfigError(f"ModelConfig.diffeomorphic must be true or false, got {self.diffeomorphic!r}")
         if self.affine_pooling not in AFFINE_POOLINGS:
             raise ConfigError(f"ModelConfig.affine_pooling must be one of {AFFINE_POOLINGS}, got "
                               f"{self.affine_pooling!r}")
@@ -136,6 +142,9 @@ T = TypeVar("T")
 
 def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
     """Build the dataclass ``cls`` from a mapping, refusing unknown keys by name."""
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__}: expected a mapping of keys to values, got "
+                          f"{type(data).__name__} {data!r:.60}")
     data = dict(data or {})
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - known)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from firereg.data.image import Image
 from firereg.data.preprocessing import PreprocessConfig, Preprocessed, model_grid, preprocess
 from firereg.evaluation.deformation import folding_percent, inverse_consistency_mm
+from firereg.inference.refine import RefineConfig, refine_pair
 from firereg.inference.world import Grid, map_to_moving, physical_affine, physical_displacement
 from firereg.model import FireModel
 from firereg.spatial import compose, grid_to_displacement, warp_labels
@@ -73,6 +74,7 @@ def register_pair(
     preprocess_config: PreprocessConfig | None = None,
     affine_only: bool = False,
     device: str | torch.device = "cpu",
+    refine: RefineConfig | None = None,
 ) -> PairResult:
     """Register ``moving`` onto ``fixed`` (``direction="ab"``: moving is modality A).
 
@@ -80,6 +82,9 @@ def register_pair(
         moving, fixed: still 2D or 3D images matching ``model.config.ndim``.
         moving_labels: a label map on the moving image's grid, warped label-aware.
         affine_only: use ``phi_af`` only (the non-rigid field is set to zero in the outputs).
+        refine: when given, both directions are refined on this pair in feature space
+            (:mod:`firereg.inference.refine`) before the outputs are made; report["refine"]
+            records the steps and the objective before and after.
     """
     ndim = model.config.ndim
     for name, image in (("moving", moving), ("fixed", fixed)):
@@ -103,11 +108,22 @@ def register_pair(
     if device != "cpu" and torch.device(device).type == "cuda":
         torch.cuda.synchronize()
     timings["network_s"] = time.perf_counter() - start
+    net_fwd = (forward.affine, forward.nonrigid)
+    net_bwd = (backward.affine, backward.nonrigid)
+    refine_report = None
+    if refine is not None:
+        start = time.perf_counter()
+        refined = refine_pair(model, pre_moving.tensor().to(device), pre_fixed.tensor().to(device),
+                              direction, (*net_fwd, *net_bwd), refine, affine_only=affine_only)
+        net_fwd = (refined.affine_fwd, refined.nonrigid_fwd)
+        net_bwd = (refined.affine_bwd, refined.nonrigid_bwd)
+        refine_report = refined.report
+        timings["refine_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    fwd_u = forward.nonrigid.double().cpu() * (0.0 if affine_only else 1.0)
-    bwd_u = backward.nonrigid.double().cpu() * (0.0 if affine_only else 1.0)
-    fwd_theta, bwd_theta = forward.affine.double().cpu(), backward.affine.double().cpu()
+    fwd_u = net_fwd[1].detach().double().cpu() * (0.0 if affine_only else 1.0)
+    bwd_u = net_bwd[1].detach().double().cpu() * (0.0 if affine_only else 1.0)
+    fwd_theta, bwd_theta = net_fwd[0].detach().double().cpu(), net_bwd[0].detach().double().cpu()
     fixed_model, moving_model = _grid(pre_fixed), _grid(pre_moving)
     fixed_grid = Grid(fixed.spatial_shape, fixed.affine)
     moving_grid = Grid(moving.spatial_shape, moving.affine)
@@ -143,5 +159,6 @@ def register_pair(
         "inverse_folding_percent": folding_percent(phi_ba, moving_model, fixed_model),
         "inverse_consistency_mm": inverse_consistency_mm(phi_ab, phi_ba, fixed_model),
         "timings": timings,
+        "refine": refine_report,
     }
     return result

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from firereg.config import ModelConfig
 from firereg.model.affine_net import AffineNet
 from firereg.model.nonrigid_net import NonRigidNet
-from firereg.spatial import compose, warp
+from firereg.spatial import compose, integrate_velocity, warp
 
 __all__ = ["TransformationNet", "TransformParts"]
 
@@ -50,9 +50,12 @@ class TransformationNet(nn.Module):
                                 c.affine_kernels, c.resolved_affine_hidden,
                                 pooling=c.affine_pooling)
         self.nonrigid = NonRigidNet(c.ndim, c.feature_channels, c.width)
+        self.diffeomorphic = c.diffeomorphic
 
     def forward(self, moving_features: Tensor, fixed_features: Tensor) -> TransformParts:
         theta = self.affine(moving_features, fixed_features)
         moved = warp(moving_features, theta, padding_mode="border")
         displacement = self.nonrigid(moved, fixed_features)
+        if self.diffeomorphic:  # the head's output is a velocity; phi_nr = exp(v)
+            displacement = integrate_velocity(displacement)
         return TransformParts(affine=theta, nonrigid=displacement, moving_features_affine=moved)

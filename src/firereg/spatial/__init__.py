@@ -34,9 +34,11 @@ from firereg.spatial.transform import (
     sample_field,
     sampling_grid,
 )
+from firereg.spatial.velocity import integrate_velocity
 from firereg.spatial.warp import warp, warp_labels
 
 __all__ = [
+    "integrate_velocity",
     "affine_grid", "apply_affine", "compose", "compose_affine", "displacement_to_grid",
     "grid_to_displacement", "grid_to_grid_affine", "identity_affine", "identity_grid",
     "invert_affine", "is_affine",
