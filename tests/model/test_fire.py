@@ -180,3 +180,14 @@ def test_register_both_matches_two_single_registrations():
     forward, backward = model.register_both(moving, fixed, "ab")
     assert torch.allclose(forward.warped, model.register(moving, fixed, "ab").warped, atol=1e-6)
     assert torch.allclose(backward.affine, model.register(fixed, moving, "ba").affine, atol=1e-6)
+
+
+def test_ready_for_inference_sets_eval_and_keeps_the_same_parameters() -> None:
+    from firereg.config import ModelConfig
+    from firereg.model import FireModel
+
+    model = FireModel(ModelConfig(ndim=2, width=4)).train()
+    before = [p.data_ptr() for p in model.parameters()]
+    assert model.ready_for_inference("cpu") is model
+    assert not model.training
+    assert [p.data_ptr() for p in model.parameters()] == before

@@ -100,7 +100,7 @@ def register_pair(
     pre_moving, pre_fixed = preprocess(moving, config), preprocess(fixed, config)
     timings["preprocess_s"] = time.perf_counter() - start
 
-    model = model.to(device).eval()
+    model = model.ready_for_inference(device)
     start = time.perf_counter()
     with torch.inference_mode():
         x_m, x_f = pre_moving.tensor().to(device), pre_fixed.tensor().to(device)

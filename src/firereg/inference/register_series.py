@@ -69,7 +69,7 @@ def register_series(model: FireModel, cine: Image, reference: int, *,
     if not 0 <= reference < frames:
         raise ValueError(f"--reference {reference} is outside the cine's frames 0..{frames - 1}")
     config = preprocess_config or PreprocessConfig()
-    model = model.to(device).eval()
+    model = model.ready_for_inference(device)
     ndim = model.config.ndim
     blocks = ([_slice_image(cine, z) for z in range(cine.spatial_shape[2])] if ndim == 2
               else [(cine, cine.affine)])
