@@ -41,3 +41,16 @@ def test_default_2d_choice_is_t1_to_t2() -> None:
     assert selection.card.name == "t1-t2-2d" and selection.direction == "ab"
     reverse = select_model(None, ndim=2, moving_modality="T2", fixed_modality="PD", direction=None)
     assert reverse.card.name == "pd-t2-2d" and reverse.direction == "ba"
+
+
+def test_intra_modal_pairs_need_refine_and_then_use_a_model_with_that_modality() -> None:
+    from firereg.pretrained import ModelSelectionError
+
+    with pytest.raises(ModelSelectionError, match="add --refine"):
+        select_model(None, ndim=2, moving_modality="T1", fixed_modality="T1")
+    t1 = select_model(None, ndim=2, moving_modality="T1", fixed_modality="T1", intra_modal=True)
+    assert (t1.card.name, t1.direction) == ("t1-t2-2d", "ab")
+    t2 = select_model("t1-t2-2d", ndim=2, moving_modality="T2", fixed_modality="T2", intra_modal=True)
+    assert t2.direction == "ba" and "intra-modal" in t2.how
+    with pytest.raises(ModelSelectionError, match="FLAIR on either side"):
+        select_model(None, ndim=2, moving_modality="FLAIR", fixed_modality="FLAIR", intra_modal=True)

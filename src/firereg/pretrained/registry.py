@@ -284,12 +284,44 @@ def _automatic(*, ndim: int | None, moving: str | None, fixed: str | None, direc
 
 
 def select_model(model: str | None, *, ndim: int | None, moving_modality: str | None = None,
-                 fixed_modality: str | None = None, direction: str | None = None) -> Selection:
+                 fixed_modality: str | None = None, direction: str | None = None,
+                 intra_modal: bool = False) -> Selection:
     """Which checkpoint registers images of ``ndim`` dimensions (None: any), and in which direction.
 
     ``model`` is a path (checkpoint or run folder), a shipped model's name, or None (choose by
     modality). Refuses with a one-line :class:`ModelSelectionError`.
+
+    ``intra_modal=True`` (``register --refine``) accepts a pair of one modality (T1 -> T1) with a
+    model that has that modality on one side and not the other: both images go through that side
+    (docs/refinement.md). Without it such a pair is refused with a hint to add ``--refine``.
     """
+    m, f = _fold(moving_modality), _fold(fixed_modality)
+    if m is not None and m == f:
+        cards = list_models()
+        own = [c for c in cards if c.modality_a.casefold() == m and c.modality_b.casefold() == m]
+        named = {c.name: c for c in cards}.get(model.casefold()) if model else None
+        if not own and (named is None or named.modality_a.casefold() != named.modality_b.casefold()):
+            if not intra_modal:
+                raise ModelSelectionError(
+                    f"no shipped model registers {moving_modality} -> {fixed_modality} (intra-modal); "
+                    f"add --refine to register it with a model that has {moving_modality} on one side "
+                    "(docs/refinement.md)")
+            if model is None:  # prefer the default pair's model, then by name
+                default = {DEFAULT_MOVING.casefold(), DEFAULT_FIXED.casefold()}
+                having = sorted((c for c in cards if (ndim is None or c.ndim == ndim)
+                                 and m in (c.modality_a.casefold(), c.modality_b.casefold())),
+                                key=lambda c: ({c.modality_a.casefold(), c.modality_b.casefold()} != default,
+                                               c.name))
+                if not having:
+                    raise ModelSelectionError(f"no shipped {f'{ndim}D ' if ndim else ''}model has "
+                                              f"{moving_modality} on either side; {_shipped(cards)}")
+                model = having[0].name
+            selection = select_model(model, ndim=ndim, moving_modality=moving_modality,
+                                     fixed_modality=None, direction=direction)
+            return Selection(selection.checkpoint, selection.card, selection.direction,
+                             f"{selection.how}; intra-modal {moving_modality} -> {fixed_modality}: both "
+                             f"images through side {selection.direction[0].upper()}, refined on the pair",
+                             selection.model)
     if direction not in (None, *DIRECTIONS):
         raise ModelSelectionError(f"direction must be ab or ba, got {direction!r}")
     moving = moving_modality.strip() if moving_modality and moving_modality.strip() else None
