@@ -300,7 +300,9 @@ def select_model(model: str | None, *, ndim: int | None, moving_modality: str | 
         cards = list_models()
         own = [c for c in cards if c.modality_a.casefold() == m and c.modality_b.casefold() == m]
         named = {c.name: c for c in cards}.get(model.casefold()) if model else None
-        if not own and (named is None or named.modality_a.casefold() != named.modality_b.casefold()):
+        one_side = any(m in (c.modality_a.casefold(), c.modality_b.casefold()) for c in cards)
+        if not own and one_side and (named is None
+                                     or named.modality_a.casefold() != named.modality_b.casefold()):
             if not intra_modal:
                 raise ModelSelectionError(
                     f"no shipped model registers {moving_modality} -> {fixed_modality} (intra-modal); "
