@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text", "staged_files", "remove_stale_staging",
+           "STAGING_PREFIX"]
+
+STAGING_PREFIX = ".firereg-staging-"
 
 
 @contextmanager
@@ -49,3 +53,33 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextmanager
+def staged_files(folder: str | Path) -> Iterator[Path]:
+    """Yield a hidden staging folder inside ``folder``; on success move its files into ``folder``.
+
+    A set of outputs written into the staging folder replaces the files of the same names in
+    ``folder`` only once every one of them was written: an error (a full disk, a bad input found
+    late) leaves ``folder`` exactly as it was, outputs of an earlier run included, and removes the
+    staging folder. Subfolders are merged file by file. After a kill the staging folder is left as
+    ``.firereg-staging-*``, never read; :func:`remove_stale_staging` clears it.
+    """
+    folder = Path(folder)
+    stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+    try:
+        yield stage
+        for root, dirs, files in os.walk(stage):
+            target = folder / Path(root).relative_to(stage)
+            for name in dirs:
+                (target / name).mkdir(exist_ok=True)
+            for name in files:
+                os.replace(Path(root) / name, target / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def remove_stale_staging(folder: str | Path) -> None:
+    """Remove the staging folders of killed runs (call only while no other run writes here)."""
+    for stale in Path(folder).glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)

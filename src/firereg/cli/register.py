@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 __all__ = ["run_register", "run_register_series", "run_apply", "output_lock"]
@@ -16,8 +16,21 @@ DEFAULT_SERIES_SPACING = 1.5  # mm, for a cine checkpoint without a card
 
 @contextmanager
 def output_lock(out_dir: Path):
-    """Hold ``out_dir/.firereg.lock`` while writing; refuse if another run holds it."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Hold ``out_dir/.firereg.lock`` while writing; refuse if another run holds it.
+
+    Any OSError while the lock is held (a full disk, a folder that turned read-only) becomes one
+    line naming ``out_dir``; a folder this call created is removed again when the run fails and
+    left it empty. Staging folders of killed runs are cleared once the lock is held.
+    """
+    from firereg.atomic import remove_stale_staging
+
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"{out_dir}: exists and is not a folder") from None
+    except OSError as exc:
+        raise ValueError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from None
     lock = out_dir / ".firereg.lock"
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -26,12 +39,25 @@ def output_lock(out_dir: Path):
                          "that run is dead)") from None
     except OSError as exc:
         raise ValueError(f"{out_dir}: cannot write here ({exc.strerror})") from None
+    failed = True
     try:
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
+        remove_stale_staging(out_dir)
         yield
+        failed = False
+    except (OSError, ValueError) as exc:
+        # an OSError, or an ImageFileError from one (firereg.data.io names the staging file)
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        if not isinstance(cause, OSError):
+            raise
+        raise ValueError(f"{out_dir}: could not write the outputs ({cause.strerror or cause}); the "
+                         "folder was left as it was") from exc
     finally:
         lock.unlink(missing_ok=True)
+        if failed and created:
+            with suppress(OSError):
+                out_dir.rmdir()  # only if empty
 
 
 def _device(name: str) -> str:
@@ -132,7 +158,7 @@ def run_register_series(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from firereg.atomic import atomic_write_text
+    from firereg.atomic import atomic_write_text, staged_files
     from firereg.data.io import read_image, write_displacement_field, write_image
     from firereg.data.preprocessing import PreprocessConfig
     from firereg.inference.register_series import register_series
@@ -154,15 +180,17 @@ def run_register_series(args: argparse.Namespace) -> int:
         import nibabel as nib
 
         step = float(nib.load(str(args.cine)).header.get_zooms()[3])
-        write_image(result.warped, out / "warped_4d.nii.gz", time_step_s=step if step > 0 else None)
-        (out / "warps").mkdir(exist_ok=True)
-        for t in range(cine.num_frames):
-            write_displacement_field(result.displacements[t], cine.affine,
-                                     out / "warps" / f"warp_t{t:02d}.nii.gz")
-        report = {**result.report, "reference_how": how, **_selection_report(selection),
-                  "spacing_mm": spacing, "cine": str(args.cine),
-                  "max_displacement_mm": float(np.abs(result.displacements).max())}
-        atomic_write_text(out / "report.json", json.dumps(report, indent=2))
+        with staged_files(out) as stage:  # all or nothing
+            write_image(result.warped, stage / "warped_4d.nii.gz",
+                        time_step_s=step if step > 0 else None)
+            (stage / "warps").mkdir()
+            for t in range(cine.num_frames):
+                write_displacement_field(result.displacements[t], cine.affine,
+                                         stage / "warps" / f"warp_t{t:02d}.nii.gz")
+            report = {**result.report, "reference_how": how, **_selection_report(selection),
+                      "spacing_mm": spacing, "cine": str(args.cine),
+                      "max_displacement_mm": float(np.abs(result.displacements).max())}
+            atomic_write_text(stage / "report.json", json.dumps(report, indent=2))
     print(f"firereg register-series: {selection.how}")
     print(f"firereg register-series: {cine.num_frames} frames onto frame {reference} ({how}); wrote "
           f"warped_4d.nii.gz, warps/warp_tNN.nii.gz and report.json into {out}")

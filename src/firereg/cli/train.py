@@ -20,8 +20,19 @@ def run_train(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train,
                                                                        iterations=args.iterations))
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    result = train(config, out, resume=args.resume, progress=not args.no_progress,
-                   device=args.device)
+    try:
+        result = train(config, out, resume=args.resume, progress=not args.no_progress,
+                       device=args.device)
+    except OSError as exc:  # a full disk, a read-only folder: one line, not a traceback
+        from firereg.training.checkpoint import LATEST
+
+        where = exc.filename if exc.filename else out
+        try:
+            resumable = (out / LATEST).is_file()
+        except OSError:
+            resumable = False
+        hint = "; its checkpoints are complete: --resume continues from the last one" if resumable else ""
+        raise ValueError(f"{where}: {exc.strerror or exc}{hint}") from exc
     if not result.is_main:
         return 0
     val = result.last_validation

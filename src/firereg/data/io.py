@@ -44,16 +44,28 @@ def _fail(path: str | Path, reason: str) -> ImageFileError:
     return ImageFileError(f"{path}: {reason}")
 
 
+def _why(exc: BaseException) -> str:
+    """``Type: message`` on one line (nibabel's messages can span several)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def _load(path: str | Path) -> nib.Nifti1Image:
     path = Path(path)
     if not path.exists():
         raise _fail(path, "no such file")
     if path.is_dir():
         raise _fail(path, "is a folder, expected a NIfTI file (.nii or .nii.gz)")
+    # nibabel logs (to stderr) how it "fixes" a zero or negative spacing on load; _check_header
+    # refuses such a header with one line of its own, so keep nibabel quiet here.
+    nib_log = nib.imageglobals.logger
+    level = nib_log.level
+    nib_log.setLevel(logging.ERROR)
     try:
         img = nib.load(str(path))
     except (nib.filebasedimages.ImageFileError, OSError, EOFError, zlib.error, ValueError) as exc:
-        raise _fail(path, f"not a readable NIfTI image ({type(exc).__name__}: {exc})") from exc
+        raise _fail(path, f"not a readable NIfTI image ({_why(exc)})") from exc
+    finally:
+        nib_log.setLevel(level)
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise _fail(path, f"expected NIfTI, got {type(img).__name__}")
     return img
@@ -66,7 +78,7 @@ def _raw_pixdim(path: str | Path) -> np.ndarray:
         with opener(path, "rb") as f:
             header = nib.Nifti1Header.from_fileobj(f, check=False)
     except (OSError, EOFError, zlib.error, ValueError) as exc:
-        raise _fail(path, f"has an unreadable header ({type(exc).__name__}: {exc})") from exc
+        raise _fail(path, f"has an unreadable header ({_why(exc)})") from exc
     return np.asarray(header["pixdim"][1:4], dtype=np.float64)
 
 
@@ -96,6 +108,7 @@ def _check_header(path: str | Path, img: nib.Nifti1Image) -> None:
 
 def _spatial_layout(path: str | Path, shape: tuple[int, ...], allow_series: bool) -> tuple[int, bool]:
     """(spatial ndim, is_series) of a NIfTI shape, or an error."""
+    stored = tuple(shape)
     squeezed_tail = list(shape)
     while len(squeezed_tail) > 3 and squeezed_tail[-1] == 1:
         squeezed_tail.pop()
@@ -113,7 +126,8 @@ def _spatial_layout(path: str | Path, shape: tuple[int, ...], allow_series: bool
         raise _fail(path, f"is a series of {shape[3]} frames (shape {shape}); expected one image")
     spatial = shape[:ndim]
     if any(s < 2 for s in spatial):
-        raise _fail(path, f"is too small to register: spatial shape {spatial}")
+        raise _fail(path, f"is too small to register: shape {stored}, every spatial axis needs at least "
+                          "2 voxels")
     return ndim, series
 
 
@@ -121,7 +135,7 @@ def _read_array(path: str | Path, img: nib.Nifti1Image, ndim: int, series: bool)
     try:
         data = np.asarray(img.dataobj)
     except (OSError, EOFError, zlib.error, ValueError) as exc:
-        raise _fail(path, f"is corrupt or truncated ({type(exc).__name__}: {exc})") from exc
+        raise _fail(path, f"is corrupt or truncated ({_why(exc)})") from exc
     shape = data.shape
     if series:
         frames = int(np.prod(shape[3:])) if len(shape) > 3 else 1
@@ -270,7 +284,10 @@ def read_displacement_field(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     shape = img.shape
     if len(shape) != 5 or shape[3] != 1 or shape[4] not in (2, 3):
         raise _fail(path, f"is not a displacement field of shape (X, Y, Z, 1, d), got {shape}")
-    data = np.asarray(img.dataobj, dtype=np.float32)[:, :, :, 0, :]
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32)[:, :, :, 0, :]
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        raise _fail(path, f"is corrupt or truncated ({_why(exc)})") from exc
     if shape[4] == 2:
         data = data[:, :, 0, :]
     return data, img.affine.astype(np.float64)

@@ -29,7 +29,13 @@ __all__ = [
     "resample_image",
     "resample_labels",
     "canonical_directions",
+    "MAX_MODEL_VOXELS",
 ]
+
+# The largest model grid a registration builds (e.g. 320^3 voxels). The network's features take
+# hundreds of bytes per voxel, so a bigger grid (a typo in --spacing, say) is refused before
+# anything is allocated rather than running out of memory.
+MAX_MODEL_VOXELS = 2**25
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,14 @@ def model_grid(image: Image, config: PreprocessConfig) -> tuple[tuple[int, ...],
     else:
         covering = np.maximum(np.round(extent / config.spacing - 1e-6), 1)
         new_shape = np.maximum(config.min_size,
-                               np.ceil(covering / config.multiple) * config.multiple).astype(int)
+                               np.ceil(covering / config.multiple) * config.multiple)
+    voxels = float(np.prod(new_shape.astype(np.float64)))
+    if voxels > MAX_MODEL_VOXELS:
+        raise ValueError(f"{image.source or 'image'}: a model grid of shape "
+                         f"{tuple(int(s) for s in new_shape)} at {config.spacing:g} mm would have "
+                         f"{voxels:,.0f} voxels, more than the {MAX_MODEL_VOXELS:,} allowed; use a "
+                         "larger spacing")
+    new_shape = new_shape.astype(int)
     centre_voxel = np.append((shape - 1) / 2.0, [0.0] * (3 - d))
     centre_world = image.affine[:3, :3] @ centre_voxel + image.affine[:3, 3]
     affine = directions.copy()

@@ -35,13 +35,22 @@ def write_itk_affine(matrix: np.ndarray, path: str | Path) -> Path:
 
 def read_itk_affine(path: str | Path) -> np.ndarray:
     """Read an ITK/ANTs .mat affine (any centre) as a ``(d+1, d+1)`` physical matrix."""
-    data = scipy.io.loadmat(str(path))
+    try:
+        data = scipy.io.loadmat(str(path))
+    except Exception as exc:  # scipy raises MatReadError, ValueError, TypeError... on a bad file
+        raise ValueError(f"{path}: not a readable ITK affine transform file ({type(exc).__name__}: "
+                         f"{exc})") from exc
     keys = [k for k in data if k.startswith("AffineTransform_")]
     if len(keys) != 1:
         raise ValueError(f"{path}: not an ITK affine transform file")
-    d = int(keys[0].rsplit("_", 1)[-1])
-    params = np.asarray(data[keys[0]], dtype=np.float64).reshape(-1)
-    centre = np.asarray(data.get("fixed", np.zeros(d)), dtype=np.float64).reshape(-1)
+    try:
+        d = int(keys[0].rsplit("_", 1)[-1])
+        params = np.asarray(data[keys[0]], dtype=np.float64).reshape(-1)
+        centre = np.asarray(data.get("fixed", np.zeros(d)), dtype=np.float64).reshape(-1)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not an ITK affine transform file ({exc})") from exc
+    if d not in (2, 3) or params.size != d * d + d or centre.size != d or not np.isfinite(params).all():
+        raise ValueError(f"{path}: not a {d}D ITK affine transform (wrong size or non-finite values)")
     linear = params[: d * d].reshape(d, d)
     translation = params[d * d:]
     m = np.eye(d + 1)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from firereg.atomic import atomic_write_text
+from firereg.atomic import atomic_write_text, staged_files
 from firereg.data.io import write_displacement_field, write_image, write_labels
 from firereg.inference.itk_files import write_itk_affine
 from firereg.inference.register_pair import PairResult
@@ -29,16 +29,18 @@ def write_pair_outputs(result: PairResult, out_dir: str | Path, *, fixed_affine,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    paths["warped"] = write_image(result.warped, out / "warped.nii.gz")
-    if result.warped_labels is not None:
-        paths["warped_labels"] = write_labels(result.warped_labels, out / "warped_labels.nii.gz")
-    paths["affine"] = write_itk_affine(result.affine, out / "affine.mat")
-    paths["warp"] = write_displacement_field(result.warp, fixed_affine, out / "warp.nii.gz")
-    paths["inverse_affine"] = write_itk_affine(result.inverse_affine, out / "inverse_affine.mat")
-    paths["inverse_warp"] = write_displacement_field(result.inverse_warp, moving_affine,
-                                                     out / "inverse_warp.nii.gz")
-    report = dict(result.report)
-    report.update(extra_report or {})
-    report["files"] = {k: v.name for k, v in paths.items()}
-    paths["report"] = atomic_write_text(out / "report.json", json.dumps(report, indent=2))
-    return paths
+    # all or nothing: a failure (e.g. a full disk) leaves out_dir as it was, earlier outputs included
+    with staged_files(out) as stage:
+        paths["warped"] = write_image(result.warped, stage / "warped.nii.gz")
+        if result.warped_labels is not None:
+            paths["warped_labels"] = write_labels(result.warped_labels, stage / "warped_labels.nii.gz")
+        paths["affine"] = write_itk_affine(result.affine, stage / "affine.mat")
+        paths["warp"] = write_displacement_field(result.warp, fixed_affine, stage / "warp.nii.gz")
+        paths["inverse_affine"] = write_itk_affine(result.inverse_affine, stage / "inverse_affine.mat")
+        paths["inverse_warp"] = write_displacement_field(result.inverse_warp, moving_affine,
+                                                         stage / "inverse_warp.nii.gz")
+        report = dict(result.report)
+        report.update(extra_report or {})
+        report["files"] = {k: v.name for k, v in paths.items()}
+        paths["report"] = atomic_write_text(stage / "report.json", json.dumps(report, indent=2))
+    return {k: out / v.name for k, v in paths.items()}

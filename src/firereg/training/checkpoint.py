@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -105,6 +106,18 @@ def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     random.setstate((version, tuple(state), gauss))
 
 
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors' ``save_file``, its I/O errors (a full disk) raised as the OSError they are."""
+    try:
+        save_file(tensors, str(path))
+    except SafetensorError as exc:
+        found = re.search(r"os error (\d+)", str(exc))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from exc
+
+
 def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True))
 
@@ -133,15 +146,15 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=run_dir))
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"))
+        _save_tensors(state, tmp / "model.safetensors")
         meta: dict[str, Any] = {"format": FORMAT, "step": int(step),
                                 "model_config": to_dict(model.config), "extra": extra or {}}
         if optimizers is not None:
             tensors, meta["optimizers"] = _flatten_optimizers(optimizers)
-            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            _save_tensors(tensors, tmp / "optimizer.safetensors")
         if save_rng:
             tensors, meta["rng"] = _rng_state()
-            save_file(tensors, str(tmp / "rng.safetensors"))
+            _save_tensors(tensors, tmp / "rng.safetensors")
         _write_json(tmp / "checkpoint.json", meta)
         if final.exists():
             shutil.rmtree(final)
@@ -200,19 +213,28 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> FireM
         config = from_dict(ModelConfig, meta["model_config"])
     except (ConfigError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: invalid model config ({exc})") from exc
+    state = _read_tensors(path / "model.safetensors")
+    # Check the config against the weights on a skeleton that allocates nothing: a crafted config
+    # (width 10^4, say) must not get to allocate memory the file's own tensors do not account for.
+    with torch.device("meta"):
+        skeleton = FireModel(config)
+    _check_fits(skeleton.state_dict(), state, path)
     model = FireModel(config)
-    _load_weights(model, _read_tensors(path / "model.safetensors"), path)
+    _load_weights(model, state, path)
     return model.to(device)
 
 
-def _load_weights(model: FireModel, state: dict[str, torch.Tensor], path: Path) -> None:
-    expected = model.state_dict()
+def _check_fits(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], path: Path) -> None:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
     if missing or unexpected or wrong:
         raise CheckpointError(f"{path}: weights do not fit the model (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]})")
+
+
+def _load_weights(model: FireModel, state: dict[str, torch.Tensor], path: Path) -> None:
+    _check_fits(model.state_dict(), state, path)
     model.load_state_dict(state)
 
 

@@ -165,7 +165,6 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
     out = Path(out_dir)
     tc = config.train
     if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
         if resume:
             if latest_checkpoint(out) is None:
                 raise ValueError(f"{out}: --resume, but the folder holds no checkpoint")
@@ -173,18 +172,23 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
         elif latest_checkpoint(out) is not None:
             raise ValueError(f"{out}: holds a previous run; pass --resume to continue it, or "
                              "choose another --out")
-        save_experiment(config, out / CONFIG_NAME)
     torch.manual_seed(tc.seed)
     if datasets is None:
         from firereg.training.sources import build_datasets
 
         datasets = build_datasets(config.data)
+    if ctx.is_main:  # only now, so that a data error leaves no run folder behind
+        out.mkdir(parents=True, exist_ok=True)
+        save_experiment(config, out / CONFIG_NAME)
     augment = (augment_factory or default_augmenter)(config)
     model = FireModel(config.model).to(ctx.device)
     optimizers = build_optimizers(model, config.optim)
     start = 0
     if resume:
         start = load_checkpoint(out, model, optimizers=optimizers).step
+        if ctx.is_main:  # a killed run may have logged steps after its last checkpoint
+            _truncate_csv(out / "log.csv", start)
+            _truncate_csv(out / "val.csv", start)
     ctx.broadcast_parameters(model)
     val_samples = _validation_samples(datasets["val"], tc.validation_pairs, tc.seed, augment) \
         if ctx.is_main and "val" in datasets else []
@@ -235,6 +239,29 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
 
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return TrainResult(out, tc.iterations, last_terms, last_val, seconds, ctx.is_main)
+
+
+def _truncate_csv(path: Path, last_step: int) -> None:
+    """Keep the header and the complete rows of steps ``<= last_step`` (those a resumed run will
+    not log again); a row torn by a kill is dropped too."""
+    if not path.exists():
+        return
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines(keepends=True)
+    if not lines or not lines[0].endswith("\n"):
+        path.unlink()
+        return
+    header, rows = lines[0], lines[1:]
+
+    def keep(row: str) -> bool:
+        head = row.split(",", 1)[0]
+        return (row.endswith("\n") and row.count(",") == header.count(",") and head.isdigit()
+                and int(head) <= last_step)
+
+    kept = [r for r in rows if keep(r)]
+    if len(kept) != len(rows):
+        from firereg.atomic import atomic_write_text
+
+        atomic_write_text(path, header + "".join(kept))
 
 
 def _append_csv(path: Path, columns: list[str], row: dict[str, Any]) -> None:
