@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean browser
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,13 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# Headless Chromium + chromedriver (Debian packages) for tests/explain/test_explain_browser.py.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	else sudo apt-get update && sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; fi
+
+test: $(STAMP) browser
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -q
 

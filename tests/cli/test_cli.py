@@ -35,13 +35,13 @@ def test_user_errors_are_one_line_and_exit_2(capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("firereg info: error:") and "multiple of 4" in err
     assert "Traceback" not in err and len(err.splitlines()) == 1
-    assert main(["demo", "--size", "10", "--out", "unused"]) == 2
+    assert main(["demo", "--synthetic", "--size", "10", "--out", "unused"]) == 2
 
 
 def test_demo_runs_end_to_end_and_writes_its_outputs(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "--out", str(out), "--synthesis-steps", "3", "--registration-steps", "3",
-                 "--no-progress", "--size", "24"])
+    code = main(["demo", "--synthetic", "--out", str(out), "--synthesis-steps", "3",
+                 "--registration-steps", "3", "--no-progress", "--size", "24"])
     assert code == 0
     assert "SYNTHETIC" in capsys.readouterr().out
     assert (out / "demo.png").stat().st_size > 1000

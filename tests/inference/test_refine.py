@@ -74,3 +74,10 @@ def test_bad_settings_are_refused() -> None:
         RefineConfig(max_steps=-1)
     with pytest.raises(ValueError, match="lr_field"):
         RefineConfig(lr_field=0.0)
+
+
+def test_the_cli_default_step_count_is_the_library_default() -> None:
+    from firereg.cli import main
+    from firereg.inference import refine
+
+    assert main.DEFAULT_REFINE_STEPS == refine.DEFAULT_REFINE_STEPS

@@ -9,6 +9,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+# = firereg.inference.refine.DEFAULT_REFINE_STEPS, kept here so the parser imports no torch (a test
+# keeps the two equal)
+DEFAULT_REFINE_STEPS = 100
+
 __all__ = ["main", "build_parser"]
 
 
@@ -43,6 +47,7 @@ def _lazy(module: str, function: str):
 
 
 _cmd_demo = _lazy("firereg.cli.demo", "run")
+_cmd_evaluate = _lazy("firereg.cli.evaluate", "run_evaluate")
 _cmd_register = _lazy("firereg.cli.register", "run_register")
 _cmd_register_series = _lazy("firereg.cli.register", "run_register_series")
 _cmd_apply = _lazy("firereg.cli.register", "run_apply")
@@ -103,20 +108,27 @@ def build_parser() -> argparse.ArgumentParser:
                       help="input size, one int per axis (default 96 112 [96])")
     info.set_defaults(func=_cmd_info)
 
-    demo = sub.add_parser("demo", help="train a small FIRE model on a synthetic pair (CPU, ~30 s)",
-                          description="Fit FIRE to one synthetic two-contrast phantom pair with a "
-                          "known translation, then register it with G and T_AB only, and report "
-                          "the recovered translation and label Dice. Writes demo.png and "
-                          "demo.json into --out.")
+    demo = sub.add_parser(
+        "demo", help="FIRE's shipped T1->T2 model against ANTs on the real SPM brain (CPU, minutes)",
+        description="Prepare the offline SPM avg152 data if missing (firereg data prepare, SPM only), "
+        "then evaluate the shipped t1-t2-2d model against ANTs on 4 test slices x 20 synthetic random "
+        "transforms (configs/experiments/demo_brain_2d_t1_t2.yaml): print the Dice table and the time "
+        "per pair of each method, and write results.md, results.csv, cases.json and report.html into "
+        "--out (replacing earlier demo files there). With --synthetic: the core demo instead, fitting a "
+        "small FIRE model to one SYNTHETIC phantom pair with a known translation (demo.png, demo.json).")
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    demo.add_argument("--size", type=int, default=32, help="image side in voxels, multiple of 4")
-    demo.add_argument("--width", type=int, default=8, help="base channels of the model")
-    demo.add_argument("--synthesis-steps", type=int, default=150)
-    demo.add_argument("--registration-steps", type=int, default=150)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--no-curriculum", action="store_true",
-                      help="train the misaligned pair directly (shows why the curriculum exists)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    demo.add_argument("--synthetic", action="store_true",
+                      help="run the synthetic-pair demo (the options below apply to it only)")
+    demo.add_argument("--size", type=int, default=None, help="--synthetic: image side, multiple of 4 "
+                      "(default 32)")
+    demo.add_argument("--width", type=int, default=None, help="--synthetic: base channels (default 8)")
+    demo.add_argument("--synthesis-steps", type=int, default=None, help="--synthetic: default 150")
+    demo.add_argument("--registration-steps", type=int, default=None, help="--synthetic: default 150")
+    demo.add_argument("--seed", type=int, default=None, help="--synthetic: default 0")
+    demo.add_argument("--no-curriculum", action="store_true",
+                      help="--synthetic: train the misaligned pair directly (shows why the curriculum "
+                      "exists)")
     demo.set_defaults(func=_cmd_demo)
 
     reg = sub.add_parser(
@@ -143,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--spacing", type=float, default=None,
                      help="model-grid spacing in mm (default: the shipped model's, else 1.28)")
     reg.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    reg.add_argument("--refine", type=int, nargs="?", const=DEFAULT_REFINE_STEPS, default=None, metavar="N",
+                     help="refine both directions on this pair in G's feature space for at most N Adam "
+                     f"steps (default {DEFAULT_REFINE_STEPS}, adaptive stop); docs/refinement.md. Also "
+                     "allows intra-modal pairs (T1 -> T1) with a model that has that modality on one side")
+    reg.add_argument("--refine-image-term", action="store_true",
+                     help="add Eq. 7 through the frozen decoders to the refinement objective (slower)")
+    reg.add_argument("--diffeomorphic", action="store_true",
+                     help="non-rigid part as a stationary velocity field (scaling and squaring): needs "
+                     "--refine, or a model trained with model.diffeomorphic")
     reg.set_defaults(func=_cmd_register)
 
     ser = sub.add_parser(
@@ -178,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="use inverse_warp.nii.gz and inverse_affine.mat")
     app.set_defaults(func=_cmd_apply)
 
+    from firereg.cli.explain import add_explain_parser
+
+    add_explain_parser(sub)
+
     tr = sub.add_parser(
         "train", help="train a FIRE model from a config (configs/*.yaml)",
         description="Run the paper's training (§3.9: three Adam optimizers, every term of Eq. 1, "
@@ -192,6 +217,29 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser(
+        "evaluate", help="evaluate FIRE against ANTs: the paper's tables from an experiment config",
+        description="Run every method of an experiment (configs/experiments/NAME.yaml): unaligned, "
+        "ANTs affine (MI), FIRE-affine, ANTs SyN (MI or CC), FIRE, on every test pair (brain: each test "
+        "slice or slab under N random transforms of the paper's protocol, registered onto the other "
+        "modality; cardiac: ES -> ED). Writes into --out: results.md and results.csv (Dice per "
+        "structure as in Table 2/3; HD95, folding, log-Jacobian SD, inverse consistency; time per pair "
+        "as in Table 4), cases.json (every per-case value, every method's settings, the machine) and a "
+        "self-contained report.html. See docs/evaluation.md.")
+    ev.add_argument("--config", required=True, help="experiment YAML, e.g. "
+                    "configs/experiments/brain_2d_t1_t2.yaml")
+    ev.add_argument("--out", required=True, help="output folder (must be empty or new)")
+    ev.add_argument("--overwrite", action="store_true",
+                    help="write into a non-empty --out, replacing the result files there")
+    ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ev.add_argument("--max-images", type=int, metavar="K",
+                    help="quick run: at most K test images, spread over the split")
+    ev.add_argument("--transforms", type=int, metavar="N",
+                    help="quick run: N random transforms per image instead of the config's")
+    ev.add_argument("--torch-threads", type=int, metavar="T",
+                    help="torch's CPU threads for FIRE instead of the config's torch_threads")
+    ev.set_defaults(func=_cmd_evaluate)
 
     _add_models_parser(sub)
 

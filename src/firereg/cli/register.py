@@ -96,11 +96,16 @@ def run_register(args: argparse.Namespace) -> int:
     _require_some_model(args.model)
     moving = read_image(args.moving)
     ndim = moving.ndim
+    refine = _refine_config(args)
     selection = select_model(args.model, ndim=ndim, moving_modality=args.moving_modality,
-                             fixed_modality=args.fixed_modality, direction=args.direction)
+                             fixed_modality=args.fixed_modality, direction=args.direction,
+                             intra_modal=refine is not None)
     fixed = read_image(args.fixed, ndim=ndim)
     labels = read_labels(args.moving_labels, ndim=ndim) if args.moving_labels else None
     model = selection.load()
+    if getattr(args, "diffeomorphic", False) and refine is None and not model.config.diffeomorphic:
+        raise ValueError(f"--diffeomorphic: model {selection.model} was not trained with diffeomorphic "
+                         "fields; add --refine to make the warp diffeomorphic by per-pair refinement")
     spacing = args.spacing if args.spacing is not None else (
         selection.card.spacing_mm if selection.card is not None else DEFAULT_PAIR_SPACING)
     load_s = time.perf_counter() - start
@@ -108,7 +113,8 @@ def run_register(args: argparse.Namespace) -> int:
     with output_lock(out):
         result = register_pair(model, moving, fixed, direction=selection.direction, moving_labels=labels,
                                preprocess_config=PreprocessConfig(spacing=spacing),
-                               affine_only=args.affine_only, device=_device(args.device))
+                               affine_only=args.affine_only, device=_device(args.device),
+                               refine=refine)
         result.report["timings"]["load_s"] = load_s
         paths = write_pair_outputs(result, out, fixed_affine=fixed.affine, moving_affine=moving.affine,
                                    extra_report={**_selection_report(selection), "spacing_mm": spacing,
@@ -118,7 +124,24 @@ def run_register(args: argparse.Namespace) -> int:
     print(f"firereg register: wrote {', '.join(p.name for p in paths.values())} into {out}")
     print(f"  folding {r['folding_percent']:.3f}% of voxels, inverse consistency "
           f"{r['inverse_consistency_mm']:.3f} mm, network {r['timings']['network_s']:.2f} s")
+    if r.get("refine"):
+        ref = r["refine"]
+        print(f"  refined in {ref['steps']} steps ({r['timings']['refine_s']:.2f} s): objective "
+              f"{ref['objective_before']['total']:.4f} -> {ref['objective_after']['total']:.4f}")
     return 0
+
+
+def _refine_config(args: argparse.Namespace):
+    """The :class:`RefineConfig` asked for by ``--refine [N]`` (None without it)."""
+    steps = getattr(args, "refine", None)
+    if steps is None:
+        if getattr(args, "refine_image_term", False):
+            raise ValueError("--refine-image-term needs --refine")
+        return None
+    from firereg.inference.refine import RefineConfig
+
+    return RefineConfig(max_steps=steps, image_term=getattr(args, "refine_image_term", False),
+                        diffeomorphic=getattr(args, "diffeomorphic", False))
 
 
 def run_apply(args: argparse.Namespace) -> int:

