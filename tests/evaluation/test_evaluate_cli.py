@@ -78,11 +78,17 @@ def test_evaluate_refuses_a_used_folder_without_overwrite(tmp_path, experiment_f
 def test_evaluate_refuses_a_model_that_is_not_shipped_naming_it(tmp_path, capsys):
     from pathlib import Path
 
+    import yaml
+
     config = Path(__file__).resolve().parents[2] / "configs" / "experiments" / "cardiac_2d_es_ed.yaml"
-    assert main(["evaluate", "--config", str(config), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    data = yaml.safe_load(config.read_text())
+    data["model"] = "cine-3d"
+    missing = tmp_path / "missing_model.yaml"
+    missing.write_text(yaml.safe_dump(data))
+    assert main(["evaluate", "--config", str(missing), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("firereg evaluate: error:")
-    assert "'cine-2d' is not shipped" in err and not (tmp_path / "o").exists()
+    assert "'cine-3d' is not shipped" in err and not (tmp_path / "o").exists()
 
 
 def test_evaluate_refuses_bad_overrides_and_unknown_keys(tmp_path, experiment_file, capsys):
