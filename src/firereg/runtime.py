@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["flushed_denormals"]
+__all__ = ["flushed_denormals", "resolve_device"]
 
 
 @contextmanager
@@ -36,3 +36,12 @@ def flushed_denormals(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(False)
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; refuses ``cuda`` without one."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here")
+    return name

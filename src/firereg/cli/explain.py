@@ -53,15 +53,6 @@ def add_explain_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here")
-    return name
-
 
 def _check_out(out: Path, overwrite: bool) -> None:
     if not out.exists():
@@ -95,7 +86,9 @@ def run_explain(args: argparse.Namespace) -> int:
     fixed = read_image(args.fixed, ndim=ndim)
     moving_labels = read_labels(args.moving_labels, ndim=ndim) if args.moving_labels else None
     fixed_labels = read_labels(args.fixed_labels, ndim=ndim) if args.fixed_labels else None
-    device = _device(args.device)
+    from firereg.runtime import resolve_device
+
+    device = resolve_device(args.device)
     model = selection.load(device=device)
     card = selection.card
     spacing = args.spacing if args.spacing is not None else (card.spacing_mm if card is not None

@@ -60,15 +60,6 @@ def output_lock(out_dir: Path):
                 out_dir.rmdir()  # only if empty
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here")
-    return name
-
 
 def _selection_report(selection) -> dict:
     """What report.json says about the model and how it was chosen."""
@@ -91,6 +82,7 @@ def run_register(args: argparse.Namespace) -> int:
     from firereg.inference.outputs import write_pair_outputs
     from firereg.inference.register_pair import register_pair
     from firereg.pretrained.registry import select_model
+    from firereg.runtime import resolve_device
 
     start = time.perf_counter()
     _require_some_model(args.model)
@@ -113,7 +105,7 @@ def run_register(args: argparse.Namespace) -> int:
     with output_lock(out):
         result = register_pair(model, moving, fixed, direction=selection.direction, moving_labels=labels,
                                preprocess_config=PreprocessConfig(spacing=spacing),
-                               affine_only=args.affine_only, device=_device(args.device),
+                               affine_only=args.affine_only, device=resolve_device(args.device),
                                refine=refine)
         result.report["timings"]["load_s"] = load_s
         paths = write_pair_outputs(result, out, fixed_affine=fixed.affine, moving_affine=moving.affine,
@@ -186,6 +178,7 @@ def run_register_series(args: argparse.Namespace) -> int:
     from firereg.data.preprocessing import PreprocessConfig
     from firereg.inference.register_series import register_series
     from firereg.pretrained.registry import select_series_model
+    from firereg.runtime import resolve_device
 
     selection = select_series_model(args.model)
     cine = read_image(args.cine, ndim=3, allow_series=True)
@@ -199,7 +192,7 @@ def run_register_series(args: argparse.Namespace) -> int:
     with output_lock(out):
         result = register_series(model, cine, reference,
                                  preprocess_config=PreprocessConfig(spacing=spacing),
-                                 device=_device(args.device))
+                                 device=resolve_device(args.device))
         import nibabel as nib
 
         step = float(nib.load(str(args.cine)).header.get_zooms()[3])

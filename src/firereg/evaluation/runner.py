@@ -58,6 +58,7 @@ from firereg.evaluation.experiment_config import EvaluationConfig
 from firereg.evaluation.overlap import dice
 from firereg.evaluation.surface import hausdorff95_mm
 from firereg.inference.world import Grid, physical_from_voxel
+from firereg.runtime import resolve_device
 
 __all__ = ["MethodRun", "ExperimentRun", "MethodRunner", "score", "fire_displacement", "resolve_device",
            "run_experiment"]
@@ -150,13 +151,6 @@ def score(case: EvalCase, run: MethodRun, labels: dict[int, str]) -> dict[str, A
         **({"extra": run.extra} if run.extra else {}),
     }
 
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda: no CUDA device is available here")
-    return name
 
 
 class MethodRunner:
