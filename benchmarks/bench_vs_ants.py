@@ -46,11 +46,13 @@ from firereg.data.image import Image
 from firereg.data.io import read_image, write_image
 from firereg.data.preprocessing import PreprocessConfig
 from firereg.evaluation.ants_baselines import ants_affine, ants_syn
+from firereg.inference.refine import RefineConfig
 from firereg.inference.register_pair import common_model_shape, register_pair
 from firereg.model import FireModel
 from firereg.pretrained.registry import load_pretrained
 
 TARGET_RATIO = 1 / 5
+REFINE_LIMIT_2D_S, REFINE_LIMIT_3D_S = 1.0, 10.0  # what --refine may add per pair (refinement issue)
 MEMORY_LIMIT_GB = 4.0
 MODEL_2D = "t1-t2-2d"
 CONFIG_3D = ModelConfig(ndim=3, width=8, affine_channels=(16, 32, 64), affine_hidden=64,
@@ -99,11 +101,12 @@ def misalign(image: Image) -> Image:
 
 # --------------------------------------------------------------------------- timing
 def fire_seconds(model: FireModel, moving: Image, fixed: Image, config: PreprocessConfig,
-                 affine_only: bool, stages: dict[str, list[float]] | None = None) -> float:
+                 affine_only: bool, stages: dict[str, list[float]] | None = None,
+                 refine: RefineConfig | None = None) -> float:
     """Seconds of one ``register_pair`` call; its per-stage timings are appended to ``stages``."""
     start = time.perf_counter()
     result = register_pair(model, moving, fixed, direction="ab", preprocess_config=config,
-                           affine_only=affine_only, device="cpu")
+                           affine_only=affine_only, device="cpu", refine=refine)
     seconds = time.perf_counter() - start
     if stages is not None:
         timings = dict(result.report["timings"])
@@ -120,7 +123,7 @@ def time_pairs(pairs: list[tuple[str, Image, Image]], model: FireModel, config: 
 
     The stage timings of the full FIRE runs are appended to ``stages``.
     """
-    samples: dict[str, list[float]] = {"fire": [], "fire_affine": [], "ants_affine": [],
+    samples: dict[str, list[float]] = {"fire": [], "fire_affine": [], "fire_refine": [], "ants_affine": [],
                                        "ants_syn_mi": [], "ants_syn_mi_total": []}
     _, moving0, fixed0 = pairs[0]
     fire_seconds(model, moving0, fixed0, config, affine_only=False)  # warm-up, untimed
@@ -131,6 +134,8 @@ def time_pairs(pairs: list[tuple[str, Image, Image]], model: FireModel, config: 
         for _ in range(repeats):
             samples["fire"].append(fire_seconds(model, moving, fixed, config, False, stages))
             samples["fire_affine"].append(fire_seconds(model, moving, fixed, config, affine_only=True))
+            samples["fire_refine"].append(fire_seconds(model, moving, fixed, config, False,
+                                                       refine=RefineConfig()))
         print("FIRE done, ", end="", flush=True)
         for _ in range(ants_repeats):
             samples["ants_affine"].append(ants_affine(moving, fixed, threads=threads).registration_seconds)
@@ -212,6 +217,7 @@ def upsample_to_1mm(image: Image) -> Image:
 
 # --------------------------------------------------------------------------- printing
 ROWS = [("fire", "FIRE (register_pair)"), ("fire_affine", "FIRE affine only"),
+        ("fire_refine", "FIRE + refine (<=100 st.)"),
         ("ants_affine", "ANTs Affine"), ("ants_syn_mi", "ANTs SyN (MI)"),
         ("ants_syn_mi_total", "ANTs SyN (MI) + outputs")]
 
@@ -220,7 +226,8 @@ def stage_means(stages: dict[str, list[float]]) -> dict[str, float]:
     return {stage: statistics.mean(values) for stage, values in stages.items()}
 
 
-def print_table(title: str, summary: dict[str, dict[str, float]], stages: dict[str, float]) -> bool:
+def print_table(title: str, summary: dict[str, dict[str, float]], stages: dict[str, float],
+                refine_limit_s: float) -> tuple[bool, bool]:
     print(f"\n## {title}")
     print(f"{'method':<26} {'n':>3} {'mean s/pair':>12} {'SD s':>9} {'/ SyN':>8}")
     for key, label in ROWS:
@@ -233,7 +240,11 @@ def print_table(title: str, summary: dict[str, dict[str, float]], stages: dict[s
     ok = ratio <= TARGET_RATIO
     print(f"target FIRE / SyN <= {TARGET_RATIO:.2f}: {ratio:.4f} "
           f"(SyN / FIRE = {1 / ratio:.2f}) -> {'PASS' if ok else 'FAIL'}")
-    return ok
+    added = summary["fire_refine"]["mean_s"] - summary["fire"]["mean_s"]
+    refine_ok = added <= refine_limit_s
+    print(f"target refinement adds <= {refine_limit_s:.0f} s per pair: {added:.3f} s "
+          f"-> {'PASS' if refine_ok else 'FAIL'}")
+    return ok, refine_ok
 
 
 # --------------------------------------------------------------------------- main
@@ -303,8 +314,8 @@ def main() -> None:
                          "model": MODEL_2D, "model_grid_shape": list(shape),
                          "spacing_mm": card.spacing_mm, "methods": summary,
                          "fire_stages_mean_s": stage_means(stages)}
-        verdicts["2d_ratio"] = print_table("2D, per pair (T1 slice -> T2 slice)", summary,
-                                           stage_means(stages))
+        verdicts["2d_ratio"], verdicts["2d_refine"] = print_table(
+            "2D, per pair (T1 slice -> T2 slice)", summary, stage_means(stages), REFINE_LIMIT_2D_S)
 
     t1, t2 = read_image(folder / "t1.nii.gz", ndim=3), read_image(folder / "t2.nii.gz", ndim=3)
     moving_3d = misalign(t1)
@@ -322,8 +333,9 @@ def main() -> None:
         figures["3d"] = {"image_shape": list(t2.spatial_shape), "model": "untrained FireModel "
                          f"{CONFIG_3D}", "model_grid_shape": list(shape), "spacing_mm": 2.0,
                          "methods": summary, "fire_stages_mean_s": stage_means(stages)}
-        verdicts["3d_ratio"] = print_table("3D at 2 mm, per pair (T1 volume -> T2 volume)", summary,
-                                           stage_means(stages))
+        verdicts["3d_ratio"], verdicts["3d_refine"] = print_table(
+            "3D at 2 mm, per pair (T1 volume -> T2 volume)", summary, stage_means(stages),
+            REFINE_LIMIT_3D_S)
 
     if not args.skip_memory:
         print(f"\nPeak memory of 3D inference at {args.memory_spacing} mm (untrained width-8 model, "
