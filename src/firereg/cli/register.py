@@ -85,17 +85,18 @@ def run_register(args: argparse.Namespace) -> int:
     from firereg.runtime import resolve_device
 
     start = time.perf_counter()
+    refine, finetune = _refine_configs(args)  # flag mistakes first, before reading any file
     _require_some_model(args.model)
     moving = read_image(args.moving)
     ndim = moving.ndim
-    refine = _refine_config(args)
     selection = select_model(args.model, ndim=ndim, moving_modality=args.moving_modality,
                              fixed_modality=args.fixed_modality, direction=args.direction,
-                             intra_modal=refine is not None)
+                             intra_modal=refine is not None or finetune is not None)
     fixed = read_image(args.fixed, ndim=ndim)
     labels = read_labels(args.moving_labels, ndim=ndim) if args.moving_labels else None
     model = selection.load()
-    if getattr(args, "diffeomorphic", False) and refine is None and not model.config.diffeomorphic:
+    if getattr(args, "diffeomorphic", False) and refine is None and not model.config.diffeomorphic \
+            and finetune is None:
         raise ValueError(f"--diffeomorphic: model {selection.model} was not trained with diffeomorphic "
                          "fields; add --refine to make the warp diffeomorphic by per-pair refinement")
     spacing = args.spacing if args.spacing is not None else (
@@ -106,7 +107,7 @@ def run_register(args: argparse.Namespace) -> int:
         result = register_pair(model, moving, fixed, direction=selection.direction, moving_labels=labels,
                                preprocess_config=PreprocessConfig(spacing=spacing),
                                affine_only=args.affine_only, device=resolve_device(args.device),
-                               refine=refine)
+                               refine=refine, finetune=finetune)
         result.report["timings"]["load_s"] = load_s
         paths = write_pair_outputs(result, out, fixed_affine=fixed.affine, moving_affine=moving.affine,
                                    extra_report={**_selection_report(selection), "spacing_mm": spacing,
@@ -116,6 +117,10 @@ def run_register(args: argparse.Namespace) -> int:
     print(f"firereg register: wrote {', '.join(p.name for p in paths.values())} into {out}")
     print(f"  folding {r['folding_percent']:.3f}% of voxels, inverse consistency "
           f"{r['inverse_consistency_mm']:.3f} mm, network {r['timings']['network_s']:.2f} s")
+    if r.get("finetune"):
+        ft = r["finetune"]
+        print(f"  network fine-tuned on the pair for {ft['steps']} steps ({ft['seconds']:.1f} s): Eq. 1 "
+              f"{ft['loss_first_step']:.4f} -> {ft['loss_last_step']:.4f}")
     if r.get("refine"):
         ref = r["refine"]
         print(f"  refined in {ref['steps']} steps ({r['timings']['refine_s']:.2f} s): objective "
@@ -123,17 +128,31 @@ def run_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refine_config(args: argparse.Namespace):
-    """The :class:`RefineConfig` asked for by ``--refine [N]`` (None without it)."""
+def _refine_configs(args: argparse.Namespace):
+    """``(RefineConfig or None, FinetuneConfig or None)`` asked for by ``--refine [N]`` and
+    ``--refine-mode``."""
     steps = getattr(args, "refine", None)
+    mode = getattr(args, "refine_mode", "features")
+    image_term = getattr(args, "refine_image_term", False)
+    synthesis = getattr(args, "refine_synthesis", False)
     if steps is None:
-        if getattr(args, "refine_image_term", False):
-            raise ValueError("--refine-image-term needs --refine")
-        return None
+        for flag, given in (("--refine-image-term", image_term), ("--refine-synthesis", synthesis),
+                            ("--refine-mode network", mode == "network")):
+            if given:
+                raise ValueError(f"{flag} needs --refine")
+        return None, None
+    if mode == "network":
+        if image_term or getattr(args, "diffeomorphic", False):
+            raise ValueError("--refine-image-term and --diffeomorphic apply to --refine-mode features")
+        from firereg.inference.finetune import FinetuneConfig
+
+        return None, FinetuneConfig(steps=steps, train_synthesis=synthesis)
+    if synthesis:
+        raise ValueError("--refine-synthesis applies to --refine-mode network")
     from firereg.inference.refine import RefineConfig
 
-    return RefineConfig(max_steps=steps, image_term=getattr(args, "refine_image_term", False),
-                        diffeomorphic=getattr(args, "diffeomorphic", False))
+    return RefineConfig(max_steps=steps, image_term=image_term,
+                        diffeomorphic=getattr(args, "diffeomorphic", False)), None
 
 
 def run_apply(args: argparse.Namespace) -> int:

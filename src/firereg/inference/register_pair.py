@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from firereg.data.image import Image
 from firereg.data.preprocessing import PreprocessConfig, Preprocessed, model_grid, preprocess
 from firereg.evaluation.deformation import folding_percent, inverse_consistency_mm
+from firereg.inference.finetune import FinetuneConfig, finetune_pair
 from firereg.inference.refine import RefineConfig, refine_pair
 from firereg.inference.world import Grid, map_to_moving, physical_affine, physical_displacement
 from firereg.model import FireModel
@@ -75,6 +76,7 @@ def register_pair(
     affine_only: bool = False,
     device: str | torch.device = "cpu",
     refine: RefineConfig | None = None,
+    finetune: FinetuneConfig | None = None,
 ) -> PairResult:
     """Register ``moving`` onto ``fixed`` (``direction="ab"``: moving is modality A).
 
@@ -85,6 +87,8 @@ def register_pair(
         refine: when given, both directions are refined on this pair in feature space
             (:mod:`firereg.inference.refine`) before the outputs are made; report["refine"]
             records the steps and the objective before and after.
+        finetune: when given, a copy of the network is first trained on this pair with Eq. 1
+            (:mod:`firereg.inference.finetune`, ``--refine-mode network``); report["finetune"].
     """
     ndim = model.config.ndim
     for name, image in (("moving", moving), ("fixed", fixed)):
@@ -101,6 +105,12 @@ def register_pair(
     timings["preprocess_s"] = time.perf_counter() - start
 
     model = model.ready_for_inference(device)
+    finetune_report = None
+    if finetune is not None:
+        start = time.perf_counter()
+        model, finetune_report = finetune_pair(model, pre_moving.tensor().to(device),
+                                               pre_fixed.tensor().to(device), direction, finetune)
+        timings["finetune_s"] = time.perf_counter() - start
     start = time.perf_counter()
     with torch.inference_mode():
         x_m, x_f = pre_moving.tensor().to(device), pre_fixed.tensor().to(device)
@@ -160,5 +170,6 @@ def register_pair(
         "inverse_consistency_mm": inverse_consistency_mm(phi_ab, phi_ba, fixed_model),
         "timings": timings,
         "refine": refine_report,
+        "finetune": finetune_report,
     }
     return result
