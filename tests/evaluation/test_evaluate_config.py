@@ -96,6 +96,11 @@ def test_brain_experiments_use_their_model_s_training_augmentation(name):
 
 def test_every_shipped_experiment_config_loads():
     names = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
-    assert names == ["brain_2d_pd_t2", "brain_2d_t1_t2", "cardiac_2d_es_ed", "demo_brain_2d_t1_t2"]
+    assert names == ["brain_2d_pd_t2", "brain_2d_t1_t2", "cardiac_2d_es_ed", "demo_brain_2d_t1_t2",
+                     "robust_brain_2d_t1_t2_large"]
+    robust = load_config(EXPERIMENTS / "robust_brain_2d_t1_t2_large.yaml").protocol.augmentation
+    training = yaml.safe_load((REPO / "configs" / "models" / "t1_t2_2d.yaml").read_text())["augmentation"]
+    for key in ("rotation", "scaling", "shear", "translation"):  # twice the training range
+        assert robust[key] == pytest.approx(2 * training[key])
     cardiac = load_config(EXPERIMENTS / "cardiac_2d_es_ed.yaml")
     assert cardiac.kind == "cardiac" and cardiac.model == "cine-2d" and cardiac.syn_metric == "cc"
