@@ -95,7 +95,7 @@ class RefineResult:
 
 def _objective(model: FireModel, direction: str, feats: tuple[Tensor, Tensor],
                images: tuple[Tensor, Tensor], params: dict[str, Tensor], config: RefineConfig,
-               lam: float) -> tuple[Tensor, dict[str, float], tuple[Tensor, Tensor]]:
+               lam: float) -> tuple[Tensor, dict[str, float]]:
     feat_m, feat_f = feats
     u_fwd, u_bwd = params["nonrigid_fwd"], params["nonrigid_bwd"]
     if config.diffeomorphic:
@@ -118,12 +118,13 @@ def _objective(model: FireModel, direction: str, feats: tuple[Tensor, Tensor],
     total = sum(terms.values())
     values = {k: float(v.detach()) for k, v in terms.items()}
     values["total"] = float(total.detach())
-    return total, values, (u_fwd, u_bwd)
+    return total, values
 
 
 def refine_pair(model: FireModel, moving: Tensor, fixed: Tensor, direction: str,
                 init: tuple[Tensor, Tensor, Tensor, Tensor],
-                config: RefineConfig | None = None, *, affine_only: bool = False) -> RefineResult:
+                config: RefineConfig | None = None, *, affine_only: bool = False,
+                features: tuple[Tensor, Tensor] | None = None) -> RefineResult:
     """Refine both directions' transforms for one pair; the network's weights stay untouched.
 
     Args:
@@ -132,6 +133,8 @@ def refine_pair(model: FireModel, moving: Tensor, fixed: Tensor, direction: str,
         init: ``(affine_fwd (1, d, d+1), nonrigid_fwd (1, d, *S/4), affine_bwd, nonrigid_bwd)``
             from the network (fwd: moving onto fixed; bwd: fixed onto moving).
         affine_only: refine the affine matrices only; the fields stay zero.
+        features: ``(G(moving), G(fixed))`` when the caller has them already (not inference
+            tensors); otherwise G runs here once.
     """
     config = config or RefineConfig()
     start = time.perf_counter()
@@ -140,8 +143,10 @@ def refine_pair(model: FireModel, moving: Tensor, fixed: Tensor, direction: str,
     for p in frozen:
         p.requires_grad_(False)
     try:
-        with torch.no_grad():
-            feat_m, feat_f = torch.chunk(model.encoder(torch.cat([moving, fixed])), 2)
+        if features is None:
+            with torch.no_grad():
+                features = model.encode_pair(moving, fixed)
+        feat_m, feat_f = (f.detach() for f in features)
         names = ("affine_fwd", "nonrigid_fwd", "affine_bwd", "nonrigid_bwd")
         params = {n: t.detach().to(device=device, dtype=torch.float32).clone()
                   for n, t in zip(names, init, strict=True)}
@@ -159,7 +164,7 @@ def refine_pair(model: FireModel, moving: Tensor, fixed: Tensor, direction: str,
         optimizer = torch.optim.Adam(groups)
         feats, images = (feat_m, feat_f), (moving, fixed)
         with torch.enable_grad():
-            total, before, _ = _objective(model, direction, feats, images, params, config, lam)
+            total, before = _objective(model, direction, feats, images, params, config, lam)
             best_value, best = before["total"], {n: t.detach().clone() for n, t in params.items()}
             best_terms, since_best, steps = before, 0, 0
             while steps < config.max_steps:
@@ -167,7 +172,7 @@ def refine_pair(model: FireModel, moving: Tensor, fixed: Tensor, direction: str,
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 optimizer.step()
-                total, values, _ = _objective(model, direction, feats, images, params, config, lam)
+                total, values = _objective(model, direction, feats, images, params, config, lam)
                 if not math.isfinite(values["total"]):
                     break
                 if values["total"] < best_value * (1.0 - config.tolerance):

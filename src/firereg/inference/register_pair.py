@@ -105,16 +105,17 @@ def register_pair(
     timings["preprocess_s"] = time.perf_counter() - start
 
     model = model.ready_for_inference(device)
+    x_m, x_f = pre_moving.tensor().to(device), pre_fixed.tensor().to(device)
     finetune_report = None
     if finetune is not None:
         start = time.perf_counter()
-        model, finetune_report = finetune_pair(model, pre_moving.tensor().to(device),
-                                               pre_fixed.tensor().to(device), direction, finetune)
+        model, finetune_report = finetune_pair(model, x_m, x_f, direction, finetune)
         timings["finetune_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    with torch.inference_mode():
-        x_m, x_f = pre_moving.tensor().to(device), pre_fixed.tensor().to(device)
-        forward, backward = model.register_both(x_m, x_f, direction)
+    # no_grad rather than inference_mode: refinement reuses G's features inside autograd
+    with torch.no_grad():
+        features = model.encode_pair(x_m, x_f)
+        forward, backward = model.register_both(x_m, x_f, direction, features=features)
     if device != "cpu" and torch.device(device).type == "cuda":
         torch.cuda.synchronize()
     timings["network_s"] = time.perf_counter() - start
@@ -123,8 +124,8 @@ def register_pair(
     refine_report = None
     if refine is not None:
         start = time.perf_counter()
-        refined = refine_pair(model, pre_moving.tensor().to(device), pre_fixed.tensor().to(device),
-                              direction, (*net_fwd, *net_bwd), refine, affine_only=affine_only)
+        refined = refine_pair(model, x_m, x_f, direction, (*net_fwd, *net_bwd), refine,
+                              affine_only=affine_only, features=features)
         net_fwd = (refined.affine_fwd, refined.nonrigid_fwd)
         net_bwd = (refined.affine_bwd, refined.nonrigid_bwd)
         refine_report = refined.report

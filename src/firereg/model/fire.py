@@ -219,16 +219,21 @@ class FireModel(nn.Module):
         feat_moving, feat_fixed = _split(self.encoder(torch.cat([moving, fixed])), 2)
         return self._registration(net, feat_moving, feat_fixed, moving)
 
-    def register_both(self, moving: Tensor, fixed: Tensor,
-                      direction: str = "ab") -> tuple[Registration, Registration]:
+    def encode_pair(self, moving: Tensor, fixed: Tensor) -> tuple[Tensor, Tensor]:
+        """``(G(moving), G(fixed))``, each ``(N, 4w, *S/4)``, from one batched pass of G."""
+        return _split(self.encoder(torch.cat([moving, fixed])), 2)
+
+    def register_both(self, moving: Tensor, fixed: Tensor, direction: str = "ab", *,
+                      features: tuple[Tensor, Tensor] | None = None) -> tuple[Registration, Registration]:
         """``(moving onto fixed, fixed onto moving)`` with G run once for both directions.
 
         The second uses the other transformation network (T_BA when ``direction="ab"``).
+        ``features``: :meth:`encode_pair`'s output when the caller already has it (G is not run).
         """
         forward_net = self.transformation_net(direction)
         backward_net = self.transformation_net("ba" if direction == "ab" else "ab")
         self.check_inputs(moving, fixed, "FireModel.register_both")
-        feat_moving, feat_fixed = _split(self.encoder(torch.cat([moving, fixed])), 2)
+        feat_moving, feat_fixed = features if features is not None else self.encode_pair(moving, fixed)
         return (self._registration(forward_net, feat_moving, feat_fixed, moving),
                 self._registration(backward_net, feat_fixed, feat_moving, fixed))
 
