@@ -131,3 +131,32 @@ def test_denormal_flushing_is_scoped_to_2d_training(tmp_path, phantom_root):
 def test_every_shipped_config_is_valid(path):
     config = load_experiment(path)
     assert config.model.ndim == config.data.dims
+
+
+def test_init_from_starts_a_new_run_from_another_run_s_weights(tmp_path, phantom_root):
+    from firereg.config import ModelConfig
+    from firereg.model import FireModel
+    from firereg.training.checkpoint import CheckpointError, load_initial_weights
+
+    train(experiment_from_dict(_config(phantom_root, iterations=3)), tmp_path / "base", progress=False,
+          device="cpu")
+    base = _weights(tmp_path / "base")
+    # the weights are copied exactly into a model read differently (diffeomorphic head)
+    diffeo = FireModel(ModelConfig(ndim=2, width=4, diffeomorphic=True))
+    assert load_initial_weights(tmp_path / "base", diffeo).name == "step-00000003"
+    assert all(torch.equal(diffeo.state_dict()[k], base[k]) for k in base)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_initial_weights(tmp_path / "base", FireModel(ModelConfig(ndim=2, width=8)))
+    with pytest.raises(CheckpointError, match="neither a folder nor a shipped model"):
+        load_initial_weights("no-such-model", diffeo)
+    # one Adam step at lr 1e-4 moves a weight by about 1e-4: the run started from base's weights
+    data = _config(phantom_root, iterations=1, init_from=str(tmp_path / "base"),
+                   curriculum={"aligned_steps": 0, "ramp_steps": 0})
+    data["model"]["diffeomorphic"] = True
+    data["optim"]["lr_synthesis"] = 1e-4
+    train(experiment_from_dict(data), tmp_path / "tuned", progress=False, device="cpu")
+    tuned = _weights(tmp_path / "tuned")
+    assert max(float((tuned[k] - base[k]).abs().max()) for k in base) < 3e-4
+    fresh = _weights(tmp_path / "base")  # against a fresh start, which differs by far more
+    assert max(float((FireModel(ModelConfig(ndim=2, width=4)).state_dict()[k] - fresh[k]).abs().max())
+               for k in fresh) > 1e-2

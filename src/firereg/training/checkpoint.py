@@ -37,7 +37,7 @@ from firereg.model import FireModel
 from firereg.training.optimizers import FireOptimizers
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
-           "load_model"]
+           "load_model", "load_initial_weights"]
 
 FORMAT = "firereg-checkpoint-1"
 LATEST = "latest"
@@ -236,6 +236,29 @@ def _check_fits(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor
 def _load_weights(model: FireModel, state: dict[str, torch.Tensor], path: Path) -> None:
     _check_fits(model.state_dict(), state, path)
     model.load_state_dict(state)
+
+
+def load_initial_weights(source: str | Path, model: FireModel) -> Path:
+    """Copy the weights of ``source`` into ``model`` (``train.init_from``); returns the folder used.
+
+    ``source`` is a shipped model's name (``firereg models``), a checkpoint folder or a run folder
+    (its latest checkpoint). Only the tensor shapes must fit: the model's own config (for example
+    ``diffeomorphic: true`` on top of a displacement-trained model) is kept.
+    """
+    from firereg.pretrained.registry import get_card, model_path
+
+    path = Path(source).expanduser()
+    if not path.exists():
+        try:
+            get_card(str(source))
+        except ValueError as exc:
+            raise CheckpointError(f"train.init_from: {source!r} is neither a folder nor a shipped "
+                                  f"model ({exc})") from None
+        path = model_path(str(source))
+    if (path / LATEST).exists():
+        path = latest_checkpoint(path)
+    _load_weights(model, _read_tensors(path / "model.safetensors"), path)
+    return path
 
 
 def load_checkpoint(

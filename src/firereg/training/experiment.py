@@ -92,7 +92,13 @@ class CurriculumConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The loop: iterations (paper: 144,000), batch, validation, checkpoints, logs."""
+    """The loop: iterations (paper: 144,000), batch, validation, checkpoints, logs.
+
+    ``init_from`` (a shipped model's name, e.g. ``t1-t2-2d``, or a checkpoint/run folder) starts a
+    new run from those weights instead of a fresh initialisation (fine-tuning); the optimizers
+    start fresh. The tensor shapes must match; settings that change no shape (``diffeomorphic``)
+    may differ. A resumed run ignores it (its own checkpoint holds the weights).
+    """
 
     iterations: int = 144_000
     batch_size: int = 4
@@ -104,6 +110,7 @@ class TrainConfig:
     num_workers: int = 0
     max_grad_norm: float | None = None
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.curriculum, dict):
@@ -117,6 +124,9 @@ class TrainConfig:
         if self.max_grad_norm is not None and not (isinstance(self.max_grad_norm, int | float)
                                                    and self.max_grad_norm > 0):
             raise ConfigError(f"train.max_grad_norm must be > 0 or null, got {self.max_grad_norm!r}")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
+            raise ConfigError(f"train.init_from must be a shipped model's name or a checkpoint folder, "
+                              f"got {self.init_from!r}")
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,10 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
     model = FireModel(config.model).to(ctx.device)
     optimizers = build_optimizers(model, config.optim)
     start = 0
+    if tc.init_from is not None and not resume:
+        from firereg.training.checkpoint import load_initial_weights
+
+        load_initial_weights(tc.init_from, model)
     if resume:
         start = load_checkpoint(out, model, optimizers=optimizers).step
         if ctx.is_main:  # a killed run may have logged steps after its last checkpoint
