@@ -84,7 +84,8 @@ def test_the_demo_config_file_is_the_demo_s_experiment():
     assert demo.ants.threads == 2
 
 
-@pytest.mark.parametrize("name", ["brain_2d_t1_t2", "brain_2d_pd_t2", "demo_brain_2d_t1_t2"])
+@pytest.mark.parametrize("name", ["brain_2d_t1_t2", "brain_2d_pd_t2", "demo_brain_2d_t1_t2",
+                                  "cross_brain_2d_t1_t2"])
 def test_brain_experiments_use_their_model_s_training_augmentation(name):
     config = load_config(EXPERIMENTS / f"{name}.yaml")
     model_config = {"t1-t2-2d": "t1_t2_2d", "pd-t2-2d": "pd_t2_2d"}[config.model]
@@ -96,8 +97,11 @@ def test_brain_experiments_use_their_model_s_training_augmentation(name):
 
 def test_every_shipped_experiment_config_loads():
     names = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
-    assert names == ["brain_2d_pd_t2", "brain_2d_t1_t2", "cardiac_2d_es_ed", "demo_brain_2d_t1_t2",
-                     "robust_brain_2d_t1_t2_large"]
+    assert names == ["brain_2d_pd_t2", "brain_2d_t1_t2", "cardiac_2d_es_ed", "cross_brain_2d_t1_t2",
+                     "demo_brain_2d_t1_t2", "robust_brain_2d_t1_t2_large"]
+    cross = load_config(EXPERIMENTS / "cross_brain_2d_t1_t2.yaml")
+    assert cross.moving_brain == "icbm152_2009a"
+    assert cross.label_table == {1: "grey matter", 3: "white matter"}
     robust = load_config(EXPERIMENTS / "robust_brain_2d_t1_t2_large.yaml").protocol.augmentation
     training = yaml.safe_load((REPO / "configs" / "models" / "t1_t2_2d.yaml").read_text())["augmentation"]
     for key in ("rotation", "scaling", "shear", "translation"):  # twice the training range

@@ -66,3 +66,27 @@ def test_a_run_records_every_method_on_every_case(brain_experiment, perturbed):
     assert run.settings["fire"]["affine_only"] is False and run.settings["fire_affine"]["affine_only"]
     assert run.settings["fire"]["torch_threads"] == 1
     assert set(run.example["warped_labels"]) == {"unaligned", "fire_affine", "fire"}
+
+
+def test_refinement_columns_run_their_own_refinement(brain_experiment, perturbed):
+    selection, model = perturbed
+    methods = ["fire", "fire_refine", "fire_refine_network"]
+    config = config_from_dict(brain_experiment(methods=methods, torch_threads=1))
+    case = build_cases(config)[0]
+    run = run_experiment(config, [case], model=model, selection=selection, spacing=2.0, progress=False,
+                         warm_up=False)
+    scores = run.records[0]["methods"]
+    assert scores["fire"]["extra"]["refine"] is None and scores["fire"]["extra"]["finetune"] is None
+    assert scores["fire_refine"]["extra"]["refine"]["steps"] >= 1
+    assert scores["fire_refine"]["extra"]["finetune"] is None
+    network = scores["fire_refine_network"]["extra"]
+    assert network["refine"] is None and network["finetune"]["steps"] == 30
+    # the fine-tuning is part of the registration time
+    assert scores["fire_refine_network"]["registration_seconds"] >= network["timings"]["finetune_s"] > 0
+    assert run.settings["fire_refine_network"]["finetune"] == {"steps": 30, "lr": 1e-4,
+                                                                "train_synthesis": False}
+    assert run.settings["fire_refine"]["finetune"] is None
+    # the network's weights are those it started with: fine-tuning works on a copy
+    again = run_experiment(config_from_dict(brain_experiment(methods=["fire"], torch_threads=1)), [case],
+                           model=model, selection=selection, spacing=2.0, progress=False, warm_up=False)
+    assert scores["fire"]["mean_dice"] == again.records[0]["methods"]["fire"]["mean_dice"]

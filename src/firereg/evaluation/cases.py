@@ -175,6 +175,8 @@ def _brain_images(config: EvaluationConfig) -> tuple[list[SourceImage], DataInfo
     root = _brain_root(config)
     records = (spm_slice_cases(root, split=config.split) if config.dims == 2
                else spm_cases(root, split=config.split))
+    if config.moving_brain is not None:
+        return _cross_brain_images(config, root, records)
     images = []
     for case in records:
         where = case.name
@@ -198,6 +200,43 @@ def _brain_images(config: EvaluationConfig) -> tuple[list[SourceImage], DataInfo
     if not images:
         raise ValueError(f"{root}: no {config.dims}D image in split {config.split!r}")
     return images, _brain_info(root)
+
+
+def _cross_brain_images(config: EvaluationConfig, root: Path,
+                        records: list) -> tuple[list[SourceImage], DataInfo]:
+    """Moving = the second brain (``moving_brain``), fixed = SPM; tissue labels on both
+    (:mod:`firereg.evaluation.cross_brain`)."""
+    from firereg.data.sources.spm import spm_cases
+    from firereg.evaluation import cross_brain as cb
+
+    moving_root = cb.moving_brain_root(config.moving_brain)
+    moving3, moving_labels3, moving_name = cb.read_moving_brain(moving_root, config.modality_moving)
+    volume = spm_cases(root)[0]
+    fixed3 = read_image(_modality_path(volume.images, config.modality_fixed, volume.name), ndim=3)
+    tissue3 = cb.fixed_tissue_labels(root)
+    images = []
+    for case in records:
+        if config.dims == 2:
+            k = int(case.meta["k"])
+            moving, moving_labels = cb.cross_brain_slice(moving3, moving_labels3, fixed3, k)
+            fixed, fixed_labels = _slice(fixed3, k), _slice(tissue3, k)
+            fixed, fixed_labels, moving, moving_labels = in_plane(fixed, fixed_labels, moving, moving_labels)
+            images.append(SourceImage(f"{moving_name}_to_{case.name}", moving, fixed, moving_labels,
+                                      fixed_labels, {"k": k, "moving_brain": moving_name}))
+            continue
+        for first, last in case.meta.get("slabs") or [[0, fixed3.spatial_shape[2] - 1]]:
+            moving, moving_labels = cb.cross_brain_slab(moving3, moving_labels3, fixed3, first, last)
+            images.append(SourceImage(f"{moving_name}_to_{case.name}_k{first:03d}-{last:03d}", moving,
+                                      _crop_k(fixed3, first, last), moving_labels,
+                                      _crop_k(tissue3, first, last),
+                                      {"slab": [first, last], "moving_brain": moving_name}))
+    if not images:
+        raise ValueError(f"{root}: no {config.dims}D image in split {config.split!r}")
+    what = (f"cross-brain pairs: the {moving_name} brain's {config.modality_moving} (moving; a second, "
+            f"independent real template) onto the SPM avg152 {config.modality_fixed} (fixed) at the same "
+            "world slice, each further misaligned by synthetic random affine + non-rigid transforms "
+            "of the moving image; scored on grey and white matter derived by one rule on both brains")
+    return images, DataInfo(f"{moving_name}->spm_avg152", str(root), False, True, what)
 
 
 # --- cardiac ---------------------------------------------------------------------------------

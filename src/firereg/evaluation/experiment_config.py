@@ -42,13 +42,14 @@ __all__ = ["METHODS", "METHOD_LABELS", "KINDS", "ProtocolConfig", "AntsConfig", 
            "config_from_dict", "load_config"]
 
 METHODS = ("unaligned", "ants_affine", "fire_affine", "ants_syn", "fire", "fire_refine",
-           "fire_refine_diffeo")
+           "fire_refine_diffeo", "fire_refine_network")
 """Every method: the paper's Table 2 columns, then FIRE with per-pair refinement
-(``register --refine``, and ``--refine --diffeomorphic``; docs/refinement.md)."""
+(``register --refine``, ``--refine --diffeomorphic`` and ``--refine --refine-mode network``;
+docs/refinement.md)."""
 
 METHOD_LABELS = {"unaligned": "unaligned", "ants_affine": "ANTs-affine", "fire_affine": "FIRE-affine",
                  "ants_syn": "ANTs-SyN", "fire": "FIRE", "fire_refine": "FIRE+refine",
-                 "fire_refine_diffeo": "FIRE+refine (diffeo)"}
+                 "fire_refine_diffeo": "FIRE+refine (diffeo)", "fire_refine_network": "FIRE+refine (network)"}
 KINDS = ("brain", "cardiac")
 DEVICES = ("cpu", "cuda", "auto")
 SPLITS = ("train", "val", "test")
@@ -179,6 +180,9 @@ class EvaluationConfig:
         device: FIRE's device, "cpu" (the paper's CPU timings), "cuda" or "auto".
         torch_threads: torch's CPU threads during the run (e.g. equal to ``ants.threads`` for a
             like-for-like time comparison); None: torch's default (all cores).
+        moving_brain: brain only: take the moving image from a second brain (``icbm152_2009a``, or a
+            folder in its layout) and score grey and white matter
+            (:mod:`firereg.evaluation.cross_brain`); None: the moving image is the SPM brain's.
     """
 
     name: str
@@ -196,6 +200,7 @@ class EvaluationConfig:
     ants: AntsConfig = field(default_factory=AntsConfig)
     device: str = "cpu"
     torch_threads: int | None = None
+    moving_brain: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -253,6 +258,12 @@ class EvaluationConfig:
             raise ConfigError(f"torch_threads must be an int >= 1 or null, got {self.torch_threads!r}")
         if not isinstance(self.protocol, ProtocolConfig) or not isinstance(self.ants, AntsConfig):
             raise ConfigError("protocol and ants must be mappings")
+        if self.moving_brain is not None:
+            if self.kind != "brain":
+                raise ConfigError("moving_brain is for kind brain (cross-brain pairs)")
+            if not isinstance(self.moving_brain, str) or not self.moving_brain.strip():
+                raise ConfigError(f"moving_brain must be a prepared dataset's name (icbm152_2009a) or a "
+                                  f"folder, got {self.moving_brain!r}")
         if self.kind == "cardiac":
             if self.protocol.transforms_per_image not in (None, 1):
                 raise ConfigError("protocol.transforms_per_image must be 1 for kind cardiac: its pairs "
@@ -273,6 +284,10 @@ class EvaluationConfig:
         """Label value -> name of the structures scored."""
         if self.labels is not None:
             return dict(self.labels)
+        if self.moving_brain is not None:
+            from firereg.evaluation.cross_brain import CROSS_BRAIN_LABELS
+
+            return dict(CROSS_BRAIN_LABELS)
         return dict(_BRAIN_LABELS if self.kind == "brain" else _CARDIAC_LABELS)
 
     @property
@@ -318,6 +333,7 @@ class EvaluationConfig:
             "ants": {"threads": self.ants.threads, "syn_metric": self.syn_metric, "seed": self.ants.seed,
                      "affine": dict(self.ants.affine), "syn": dict(self.ants.syn)},
             "device": self.device, "torch_threads": self.torch_threads,
+            "moving_brain": self.moving_brain,
         }
 
 

@@ -9,7 +9,11 @@ Methods (columns of the paper's Table 2):
   with ``affine_only=True`` (``firereg register --affine-only``);
 * ``ants_syn``: ANTs SyN with MI (across modalities) or CC (within one);
 * ``fire``: FIRE's full transform, :func:`~firereg.inference.register_pair.register_pair`
-  (``firereg register``).
+  (``firereg register``);
+* ``fire_refine``, ``fire_refine_diffeo``: FIRE then per-pair refinement of the transforms in G's
+  feature space (``register --refine``, with ``--diffeomorphic``);
+* ``fire_refine_network``: a copy of the network fine-tuned on the pair with Eq. 1, then FIRE
+  (``register --refine --refine-mode network``, its default 30 steps).
 
 Each FIRE method is one ``register_pair`` call per pair, the path of ``firereg register``: ``G``
 runs once on each image and ``T`` in both directions (for the inverse-consistency error); the
@@ -28,9 +32,9 @@ Per case and method (:func:`score`):
 * **inverse-consistency error** in mm: FIRE's ``register_pair`` report (``phi_BA o phi_AB`` on
   the fixed model grid); null for ANTs and unaligned (not computed);
 * **seconds**: ``registration`` is computing the transform (ANTs: the ``ants.registration`` call;
-  FIRE: preprocessing both images + the network); ``total`` adds resampling the image and labels
-  onto the fixed grid (ANTs: also composing its field; FIRE: also its folding and
-  inverse-consistency report).
+  FIRE: preprocessing both images + the network, + refinement or fine-tuning); ``total`` adds
+  resampling the image and labels onto the fixed grid (ANTs: also composing its field; FIRE:
+  also its folding and inverse-consistency report).
 
 Before timing, every method runs once on the first case, untimed (warm-up: ANTs' worker process
 start, first-call allocations in torch), so that the mean time per pair is the steady state.
@@ -171,9 +175,10 @@ class MethodRunner:
         self.selection, self.spacing = selection, spacing
         self.settings: dict[str, dict[str, Any]] = {}
 
-    def _fire_settings(self, name: str, affine_only: bool, refine=None) -> dict[str, Any]:
+    def _fire_settings(self, name: str, affine_only: bool, refine=None, finetune=None) -> dict[str, Any]:
         selection = self.selection
         return {"method": name, "refine": dataclasses.asdict(refine) if refine is not None else None,
+                "finetune": dataclasses.asdict(finetune) if finetune is not None else None,
                 "path": "firereg.inference.register_pair (as `firereg register"
                         + (" --affine-only`)" if affine_only else "`)"),
                 "model": selection.model, "checkpoint": str(selection.checkpoint),
@@ -184,7 +189,8 @@ class MethodRunner:
                 "torch_threads": torch.get_num_threads(),
                 "transform": "affine phi_af only (u = 0)" if affine_only else "phi_af o phi_nr"}
 
-    def _fire(self, case: EvalCase, affine_only: bool, name: str | None = None, refine=None) -> MethodRun:
+    def _fire(self, case: EvalCase, affine_only: bool, name: str | None = None, refine=None,
+              finetune=None) -> MethodRun:
         from firereg.data.preprocessing import PreprocessConfig
         from firereg.inference.register_pair import register_pair
 
@@ -194,21 +200,23 @@ class MethodRunner:
         result = register_pair(self.model, case.moving, case.fixed, direction=self.selection.direction,
                                moving_labels=case.moving_labels,
                                preprocess_config=PreprocessConfig(spacing=self.spacing),
-                               affine_only=affine_only, device=self.device, refine=refine)
+                               affine_only=affine_only, device=self.device, refine=refine,
+                               finetune=finetune)
         total = time.perf_counter() - start
         timings = result.report["timings"]
         name = name or ("fire_affine" if affine_only else "fire")
-        self.settings.setdefault(name, self._fire_settings(name, affine_only, refine))
+        self.settings.setdefault(name, self._fire_settings(name, affine_only, refine, finetune))
         return MethodRun(
             warped_labels=result.warped_labels,
             displacement=fire_displacement(result.affine, result.warp, case.fixed),
             inverse_consistency_mm=result.report["inverse_consistency_mm"],
             registration_seconds=(timings["preprocess_s"] + timings["network_s"]
-                                  + timings.get("refine_s", 0.0)),
+                                  + timings.get("refine_s", 0.0) + timings.get("finetune_s", 0.0)),
             total_seconds=total,
             extra={"model_grid_folding_percent": result.report["folding_percent"],
                    "model_grid_inverse_folding_percent": result.report["inverse_folding_percent"],
-                   "timings": dict(timings), "refine": result.report.get("refine")})
+                   "timings": dict(timings), "refine": result.report.get("refine"),
+                   "finetune": result.report.get("finetune")})
 
     def _baseline(self, name: str, case: EvalCase) -> MethodRun:
         from firereg.evaluation import ants_baselines as ab
@@ -242,6 +250,10 @@ class MethodRunner:
 
             refine = RefineConfig(diffeomorphic=method == "fire_refine_diffeo")
             return self._fire(case, affine_only=False, name=method, refine=refine)
+        if method == "fire_refine_network":
+            from firereg.inference.finetune import FinetuneConfig
+
+            return self._fire(case, affine_only=False, name=method, finetune=FinetuneConfig())
         return self._baseline(method, case)
 
 

@@ -1,0 +1,121 @@
+"""Cross-brain evaluation pairs: a second brain's image moved onto the SPM avg152 brain.
+
+With ``moving_brain`` set in an experiment config (``icbm152_2009a``, or a folder in its layout),
+a brain case's **moving** image is that brain's ``modality_moving`` image instead of the SPM one,
+and the **fixed** image stays the SPM avg152 ``modality_fixed`` image of the same test slice or slab.
+The two brains differ in anatomy, scanner contrast and grid (ICBM: 1 mm, x to the right; SPM: 2 mm,
+x to the left), so the pair tests what the synthetic-transform protocol cannot: a different head.
+The random transforms of the protocol are still added to the moving image (``cases.py``).
+
+Pairing. Both templates are in MNI space with axial planes that coincide: for an SPM slice at
+world ``z``, the moving slice is the second brain's axial slice at the same ``z`` (refused when no
+slice lies within a quarter voxel of it, or when the second brain's third axis is not the SPM's).
+3D slabs take the second brain's slices between the slab's first and last ``z``. Each image keeps
+its own grid and world placement; every method works in world coordinates.
+
+Labels. The second brain has only grey and white matter (``icbm.py``). The SPM labels are
+therefore re-derived **with the same rule** from the SPM grey and white probability maps
+(:func:`~firereg.data.sources.brain_labels.tissue_labels`: the more probable of the two where they
+sum to >= 0.5), so the two sides' labels mean the same thing. Scored: grey matter (1; it includes
+the deep grey nuclei and the cerebellar cortex) and white matter (3).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from firereg.data.image import Image
+from firereg.data.io import read_image, read_labels
+
+__all__ = ["CROSS_BRAIN_LABELS", "moving_brain_root", "fixed_tissue_labels", "matching_slice",
+           "cross_brain_slice", "cross_brain_slab", "read_moving_brain"]
+
+CROSS_BRAIN_LABELS = {1: "grey matter", 3: "white matter"}
+"""The structures a cross-brain pair is scored on (values of the SPM/ICBM label tables)."""
+
+_TOLERANCE_VOXELS = 0.25
+
+
+def moving_brain_root(name_or_folder: str) -> Path:
+    """The folder of the second brain: a prepared dataset's name in the cache, or a folder."""
+    from firereg.data.sources.cache import datasets_dir
+
+    folder = Path(name_or_folder).expanduser()
+    if folder.is_dir():
+        return folder
+    cached = datasets_dir() / name_or_folder
+    if cached.is_dir():
+        return cached
+    raise ValueError(f"moving_brain: {name_or_folder!r} is neither a folder nor a prepared dataset in "
+                     f"{datasets_dir()}; run `firereg data prepare` (it builds icbm152_2009a)")
+
+
+def fixed_tissue_labels(spm_root: Path) -> Image:
+    """The SPM brain's grey (1) / white (3) labels by the second brain's rule, on the SPM 3D grid."""
+    from firereg.data.sources.brain_labels import tissue_labels
+
+    paths = [spm_root / "grey.nii.gz", spm_root / "white.nii.gz"]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise ValueError(f"{spm_root}: cross-brain scoring needs its tissue maps; missing {missing} "
+                         "(rebuild it with `firereg data prepare`)")
+    grey, white = (read_image(p, ndim=3) for p in paths)
+    return Image(tissue_labels(grey.data, white.data), grey.affine, 3, source=str(spm_root / "tissue"))
+
+
+def matching_slice(fixed3: Image, k: int, moving3: Image) -> int:
+    """Index of ``moving3``'s axial slice at the world ``z`` of ``fixed3``'s slice ``k``.
+
+    Raises ValueError when ``moving3``'s third voxel axis does not run along ``fixed3``'s, or when
+    no slice lies within a quarter voxel of that ``z``.
+    """
+    to_moving = np.linalg.inv(np.asarray(moving3.affine, float)) @ np.asarray(fixed3.affine, float)
+    if not (np.allclose(to_moving[2, :2], 0, atol=1e-6) and np.allclose(to_moving[:2, 2], 0, atol=1e-6)):
+        raise ValueError("moving_brain: its axial planes are not the fixed brain's (the third voxel "
+                         "axes differ); cross-brain slices need the two grids' planes to coincide")
+    position = float(to_moving[2, 2] * k + to_moving[2, 3])
+    index = int(round(position))
+    depth = moving3.spatial_shape[2]
+    if abs(position - index) > _TOLERANCE_VOXELS or not 0 <= index < depth:
+        raise ValueError(f"moving_brain: no slice at the world z of fixed slice {k} (it would be at "
+                         f"{position:.2f} of 0..{depth - 1})")
+    return index
+
+
+def cross_brain_slice(moving3: Image, moving_labels3: Image, fixed3: Image, k: int) -> tuple[Image, Image]:
+    """The second brain's 2D image and labels at the world ``z`` of the fixed brain's slice ``k``."""
+    from firereg.data.sources.spm import slice_affine
+
+    index = matching_slice(fixed3, k, moving3)
+    out = []
+    for image in (moving3, moving_labels3):
+        source = f"{image.source}[z={index}]" if image.source else None
+        out.append(Image(np.ascontiguousarray(image.data[:, :, index]), slice_affine(image.affine, index), 2,
+                         source=source))
+    return out[0], out[1]
+
+
+def cross_brain_slab(moving3: Image, moving_labels3: Image, fixed3: Image, first: int,
+                     last: int) -> tuple[Image, Image]:
+    """The second brain's 3D crop spanning the world ``z`` of the fixed slab ``first..last``."""
+    from firereg.data.sources.spm import slice_affine
+
+    ends = sorted((matching_slice(fixed3, first, moving3), matching_slice(fixed3, last, moving3)))
+    out = []
+    for image in (moving3, moving_labels3):
+        data = np.ascontiguousarray(image.data[:, :, ends[0]:ends[1] + 1])
+        out.append(Image(data, slice_affine(image.affine, ends[0]), 3, source=image.source))
+    return out[0], out[1]
+
+
+def read_moving_brain(root: Path, modality: str) -> tuple[Image, Image, str]:
+    """The second brain's 3D ``modality`` image, its labels and its dataset name."""
+    from firereg.data.sources.icbm import icbm_cases
+
+    case = icbm_cases(root)[0]
+    for key, path in case.images.items():
+        if key.casefold() == modality.casefold():
+            return read_image(path, ndim=3), read_labels(case.labels, ndim=3), root.name
+    raise ValueError(f"moving_brain {root}: no {modality} image (has {', '.join(sorted(case.images))})")
