@@ -215,3 +215,32 @@ def test_ants_affine_runs_in_process_without_a_thread_count(pair):
     assert corr > 0.95 and dice > 0.9
     assert result.settings["threads"] == "ITK's count in the calling process"
     assert result.settings["aff_shrink_factors"] == [2, 1]
+
+
+UNGUARDED_SCRIPT = """
+import numpy as np
+from firereg.data.image import Image
+from firereg.evaluation.ants_baselines import ants_affine
+
+image = Image(np.random.default_rng(0).random((24, 24)).astype(np.float32), np.eye(4), 2)
+ants_affine(image, image, threads=1)  # no `if __name__ == "__main__":` guard
+print("finished")
+"""
+
+
+def test_an_unguarded_script_gets_a_clear_error_not_a_hang(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode != 0 and "finished" not in done.stdout
+    assert 'if __name__ == "__main__":' in done.stderr and "threads=None" in done.stderr
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text(UNGUARDED_SCRIPT.replace("ants_affine(image", "if __name__ == '__main__':\n"
+                                                "    ants_affine(image").replace("print(", "    print("))
+    done = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip().endswith("finished"), done.stderr[-2000:]

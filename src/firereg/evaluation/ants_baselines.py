@@ -23,7 +23,10 @@ ANTs image is created (checked with antspyx 0.6.3: setting it later has no effec
 ``threads=n`` the baseline runs in a worker process started (``spawn``) with the variable set to
 ``n``; one worker per thread count is kept and reused, so its start-up (about two seconds of
 imports) is paid once. With ``threads=None`` ANTs runs in this process with whatever thread count
-ITK fixed here (all cores unless the variable was set before the first ANTs image). The random
+ITK fixed here (all cores unless the variable was set before the first ANTs image). Because the
+worker is spawned, a *script* calling a baseline with ``threads=n`` needs the usual
+``if __name__ == "__main__":`` guard (the worker re-imports it); without one the worker dies while
+starting and the call raises a RuntimeError that says so, instead of hanging. The random
 seed goes to ``antsRegistration --random-seed`` (antspyx 0.6 reads it from
 ``ants.config._random_seed``, which is set for the call only; older releases take a
 ``random_seed`` argument). A fixed seed with ``threads=1`` gives identical results run after run;
@@ -41,7 +44,7 @@ import multiprocessing
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,14 +175,37 @@ def _set_threads_env(threads: int) -> None:
 
 
 def _worker(threads: int) -> Any:
-    """A one-process pool whose ITK uses ``threads`` threads (started with the variable set)."""
+    """A one-process executor whose ITK uses ``threads`` threads (started with the variable set).
+
+    An executor rather than a ``multiprocessing.Pool``: when the worker dies (most often because
+    the caller's script has no ``if __name__ == "__main__":`` guard, so the spawned worker re-runs
+    it and fails while starting), the executor reports it instead of restarting workers forever.
+    """
     pool = _WORKERS.get(threads)
     if pool is None:
+        from concurrent.futures import ProcessPoolExecutor
+
         context = multiprocessing.get_context("spawn")
         with _environment_variable(THREADS_ENV, str(threads)):  # inherited before ITK can start
-            pool = context.Pool(1, initializer=_set_threads_env, initargs=(threads,))
+            pool = ProcessPoolExecutor(1, mp_context=context, initializer=_set_threads_env,
+                                       initargs=(threads,))
         _WORKERS[threads] = pool
     return pool
+
+
+def _in_worker(threads: int, function: Callable[..., Any], args: tuple) -> Any:
+    """``function(*args)`` in the ``threads`` worker; a worker that died is a clear error."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return _worker(threads).submit(function, *args).result()
+    except BrokenProcessPool:
+        _WORKERS.pop(threads, None)
+        raise RuntimeError(
+            "the ANTs worker process (started because threads= was given) died. If this is a "
+            "script, put its code under `if __name__ == \"__main__\":`: the worker is started with "
+            "'spawn', which re-imports the script; or pass threads=None to run ANTs in this "
+            "process") from None
 
 
 def _check_threads(threads: int | None, caller: str) -> None:
@@ -212,7 +238,7 @@ def _run_ants(
             None if work_dir is None else str(work_dir))
     if threads is None:
         return _register_with_ants(*args)
-    return _worker(threads).apply(_register_with_ants, args)
+    return _in_worker(threads, _register_with_ants, args)
 
 
 def _register_with_ants(
