@@ -234,6 +234,23 @@ def test_a_model_of_either_orientation_is_found_and_ab_is_preferred(registry, ch
     assert (s.model, s.direction) == ("t1-t2-2d", "ab") and "also fitting: t2-t1-2d" in s.how
 
 
+def test_register_diffeomorphic_prefers_a_model_trained_diffeomorphic(shipped, checkpoints):
+    ship(shipped, make_card("t1-t2-2d-diffeo", "T1", "T2", diffeomorphic=True), checkpoints)
+    plain = select_model(None, ndim=2)
+    assert plain.model == "t1-t2-2d" and "also fitting: t1-t2-2d-diffeo" in plain.how
+    diffeo = select_model(None, ndim=2, prefer_diffeomorphic=True)
+    assert (diffeo.model, diffeo.direction) == ("t1-t2-2d-diffeo", "ab")
+    assert select_model(None, ndim=2, moving_modality="T2", fixed_modality="T1",
+                        prefer_diffeomorphic=True).model == "t1-t2-2d-diffeo"
+    intra = select_model(None, ndim=2, moving_modality="T1", fixed_modality="T1", intra_modal=True,
+                         prefer_diffeomorphic=True)
+    assert intra.model == "t1-t2-2d-diffeo"
+    assert select_model(None, ndim=2, moving_modality="T1", fixed_modality="T1",
+                        intra_modal=True).model == "t1-t2-2d"
+    # a named model is used as named
+    assert select_model("t1-t2-2d", ndim=2, prefer_diffeomorphic=True).model == "t1-t2-2d"
+
+
 # --- paths -------------------------------------------------------------------------------------
 
 

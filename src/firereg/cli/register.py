@@ -91,7 +91,8 @@ def run_register(args: argparse.Namespace) -> int:
     ndim = moving.ndim
     selection = select_model(args.model, ndim=ndim, moving_modality=args.moving_modality,
                              fixed_modality=args.fixed_modality, direction=args.direction,
-                             intra_modal=refine is not None or finetune is not None)
+                             intra_modal=refine is not None or finetune is not None,
+                             prefer_diffeomorphic=getattr(args, "diffeomorphic", False))
     fixed = read_image(args.fixed, ndim=ndim)
     labels = read_labels(args.moving_labels, ndim=ndim) if args.moving_labels else None
     model = selection.load()

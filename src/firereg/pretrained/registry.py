@@ -247,7 +247,7 @@ def _from_path(given: str, folder: Path, *, ndim: int | None, moving: str | None
 
 
 def _automatic(*, ndim: int | None, moving: str | None, fixed: str | None, direction: str | None,
-               cards: list[ModelCard]) -> Selection:
+               cards: list[ModelCard], prefer_diffeomorphic: bool = False) -> Selection:
     if not cards:
         raise ModelSelectionError(NO_MODELS)
     dims = f"{ndim}D " if ndim else ""
@@ -274,7 +274,7 @@ def _automatic(*, ndim: int | None, moving: str | None, fixed: str | None, direc
         listed = ", ".join(f"{c.name} ({c.modalities})" for c, _ in fits)
         raise ModelSelectionError(f"several shipped {dims}models take {asked}: {listed}; give the other "
                                   "modality, or --model NAME")
-    fits.sort(key=lambda cd: (cd[1] != "ab", cd[0].name))
+    fits.sort(key=lambda cd: (cd[0].diffeomorphic != prefer_diffeomorphic, cd[1] != "ab", cd[0].name))
     card = fits[0][0]
     chosen, why = _resolve(card, ndim=ndim, moving=want_m, fixed=want_f, direction=direction, cards=cards)
     how = f"no --model: {card.name}, the shipped {dims}model for {asked}; {chosen}: {why}"
@@ -285,7 +285,7 @@ def _automatic(*, ndim: int | None, moving: str | None, fixed: str | None, direc
 
 def select_model(model: str | None, *, ndim: int | None, moving_modality: str | None = None,
                  fixed_modality: str | None = None, direction: str | None = None,
-                 intra_modal: bool = False) -> Selection:
+                 intra_modal: bool = False, prefer_diffeomorphic: bool = False) -> Selection:
     """Which checkpoint registers images of ``ndim`` dimensions (None: any), and in which direction.
 
     ``model`` is a path (checkpoint or run folder), a shipped model's name, or None (choose by
@@ -294,6 +294,9 @@ def select_model(model: str | None, *, ndim: int | None, moving_modality: str | 
     ``intra_modal=True`` (``register --refine``) accepts a pair of one modality (T1 -> T1) with a
     model that has that modality on one side and not the other: both images go through that side
     (docs/refinement.md). Without it such a pair is refused with a hint to add ``--refine``.
+
+    Without ``model``, among the shipped models that fit, those trained with diffeomorphic fields
+    come first when ``prefer_diffeomorphic`` (``register --diffeomorphic``), last otherwise.
     """
     m, f = _fold(moving_modality), _fold(fixed_modality)
     if m is not None and m == f:
@@ -312,7 +315,8 @@ def select_model(model: str | None, *, ndim: int | None, moving_modality: str | 
                 default = {DEFAULT_MOVING.casefold(), DEFAULT_FIXED.casefold()}
                 having = sorted((c for c in cards if (ndim is None or c.ndim == ndim)
                                  and m in (c.modality_a.casefold(), c.modality_b.casefold())),
-                                key=lambda c: ({c.modality_a.casefold(), c.modality_b.casefold()} != default,
+                                key=lambda c: (c.diffeomorphic != prefer_diffeomorphic,
+                                               {c.modality_a.casefold(), c.modality_b.casefold()} != default,
                                                c.name))
                 if not having:
                     raise ModelSelectionError(f"no shipped {f'{ndim}D ' if ndim else ''}model has "
@@ -330,7 +334,8 @@ def select_model(model: str | None, *, ndim: int | None, moving_modality: str | 
     fixed = fixed_modality.strip() if fixed_modality and fixed_modality.strip() else None
     cards = list_models()
     if model is None:
-        return _automatic(ndim=ndim, moving=moving, fixed=fixed, direction=direction, cards=cards)
+        return _automatic(ndim=ndim, moving=moving, fixed=fixed, direction=direction, cards=cards,
+                          prefer_diffeomorphic=prefer_diffeomorphic)
     path = Path(model)
     folder = _checkpoint_folder(path) if path.is_dir() else None
     if folder is not None:
