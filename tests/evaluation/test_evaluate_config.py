@@ -97,8 +97,10 @@ def test_brain_experiments_use_their_model_s_training_augmentation(name):
 
 def test_every_shipped_experiment_config_loads():
     names = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
-    assert names == ["brain_2d_pd_t2", "brain_2d_t1_t2", "cardiac_2d_es_ed", "cross_brain_2d_t1_t2",
-                     "demo_brain_2d_t1_t2", "robust_brain_2d_t1_t2_large"]
+    assert names == ["brain_2d_pd_t2", "brain_2d_t1_t2", "brain_3d_t1_t2", "cardiac_2d_es_ed",
+                     "cross_brain_2d_t1_t2", "demo_brain_2d_t1_t2", "robust_brain_2d_t1_t2_large"]
+    three_d = load_config(EXPERIMENTS / "brain_3d_t1_t2.yaml")
+    assert three_d.dims == 3 and three_d.model == "t1-t2-3d" and three_d.gpu_timing
     cross = load_config(EXPERIMENTS / "cross_brain_2d_t1_t2.yaml")
     assert cross.moving_brain == "icbm152_2009a"
     assert cross.label_table == {1: "grey matter", 3: "white matter"}

@@ -90,3 +90,32 @@ def test_refinement_columns_run_their_own_refinement(brain_experiment, perturbed
     again = run_experiment(config_from_dict(brain_experiment(methods=["fire"], torch_threads=1)), [case],
                            model=model, selection=selection, spacing=2.0, progress=False, warm_up=False)
     assert scores["fire"]["mean_dice"] == again.records[0]["methods"]["fire"]["mean_dice"]
+
+
+def test_fire_is_timed_a_second_time_on_the_gpu_device_without_changing_its_scores(brain_experiment,
+                                                                                   perturbed):
+    from firereg.evaluation.runner import default_gpu_device, gpu_note
+
+    selection, model = perturbed
+    config = config_from_dict(brain_experiment(methods=["fire_affine", "fire", "fire_refine"],
+                                               torch_threads=1))
+    case = build_cases(config)[0]
+    # the GPU path, run on a second CPU device (this machine may have no GPU): every FIRE-affine and
+    # FIRE record gets a second timing, the refinement column does not
+    run = run_experiment(config, [case], model=model, selection=selection, spacing=2.0, progress=False,
+                         warm_up=False, gpu_device="cpu")
+    scores = run.records[0]["methods"]
+    for method in ("fire_affine", "fire"):
+        gpu = scores[method]["gpu_timing"]
+        assert gpu["device"] == "cpu" and 0 < gpu["registration_seconds"] <= gpu["total_seconds"]
+    assert "gpu_timing" not in scores["fire_refine"]
+    plain = run_experiment(config, [case], model=model, selection=selection, spacing=2.0, progress=False,
+                           warm_up=False)
+    for method in ("fire_affine", "fire"):
+        assert scores[method]["mean_dice"] == plain.records[0]["methods"][method]["mean_dice"]
+    cuda = torch.cuda.is_available()
+    assert default_gpu_device(config, "cpu") == ("cuda" if cuda else None)
+    assert (gpu_note(config, "cpu") is None) == cuda
+    assert default_gpu_device(config, "cuda") is None and gpu_note(config, "cuda") is None
+    off = config_from_dict(brain_experiment(methods=["fire"], gpu_timing=False))
+    assert default_gpu_device(off, "cpu") is None and gpu_note(off, "cpu") is None

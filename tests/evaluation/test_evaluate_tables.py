@@ -78,3 +78,21 @@ def test_csv_holds_every_cell_with_its_numbers():
     assert float(cell["mean"]) == 80.0 and cell["n"] == "3" and cell["cell"] == "80.00 (20.00)"
     inf = next(r for r in rows if r["row"] == "HD95 brain stem (mm)" and r["column"] == "FIRE")
     assert inf["n"] == "2" and inf["n_inf"] == "1"
+
+
+def test_time_table_gets_fire_gpu_columns_when_fire_was_also_timed_on_a_gpu():
+    import copy
+
+    records = copy.deepcopy(RECORDS)
+    for record, seconds in zip(records, (0.01, 0.02, 0.03), strict=True):
+        record["methods"]["fire"]["gpu_timing"] = {"device": "cuda", "registration_seconds": seconds,
+                                                   "total_seconds": seconds + 0.1}
+    time = build_tables(records, METHODS, ["brain stem"], "cpu", "never shown")[2]
+    assert time.columns == ["FIRE-CPU registration (s)", "FIRE-CPU total (s)", "FIRE-GPU registration (s)",
+                            "FIRE-GPU total (s)", "ANTs registration (s)", "ANTs total (s)"]
+    assert dict(time.rows)["non-rigid"] == ["2.000 (1.000)", "2.500 (1.000)", "0.020 (0.010)",
+                                            "0.120 (0.010)", "3.000 (1.414)", "3.500 (1.414)"]
+    assert time.notes == ["failed cases (left out): ANTs-SyN 1"]
+    # without GPU timings: the four columns, and the note saying why
+    plain = build_tables(RECORDS, METHODS, ["brain stem"], "cpu", "FIRE on a GPU: not timed")[2]
+    assert len(plain.columns) == 4 and "FIRE on a GPU: not timed" in plain.notes

@@ -17,7 +17,7 @@ from firereg.config import ConfigError
 from firereg.evaluation.cases import DataInfo, build_cases, selected_indices, source_images
 from firereg.evaluation.experiment_config import METHOD_LABELS, EvaluationConfig
 from firereg.evaluation.outputs import check_out_dir, machine_info, write_results
-from firereg.evaluation.runner import ExperimentRun, resolve_device, run_experiment
+from firereg.evaluation.runner import ExperimentRun, gpu_note, resolve_device, run_experiment
 from firereg.evaluation.tables import Table, build_tables
 
 __all__ = ["EvaluationOutcome", "resolve_model", "run_evaluation"]
@@ -103,7 +103,8 @@ def run_evaluation(config: EvaluationConfig, out: str | Path, *, overwrite: bool
     machine = machine_info(config, device)
     run = run_experiment(config, cases, model=model, selection=selection, spacing=spacing, progress=progress)
     machine["load_average_1min_end"] = machine_info(config, device).get("load_average_1min")
-    tables = build_tables(run.records, config.methods, list(config.label_table.values()), device)
+    tables = build_tables(run.records, config.methods, list(config.label_table.values()), device,
+                          gpu_note(config, device))
     n_images = len(selected_indices(len(images), config.protocol.max_images))
     summary = _summary(config, run, n_images, len(images), selection, spacing, device)
     model_info = None

@@ -183,6 +183,8 @@ class EvaluationConfig:
         moving_brain: brain only: take the moving image from a second brain (``icbm152_2009a``, or a
             folder in its layout) and score grey and white matter
             (:mod:`firereg.evaluation.cross_brain`); None: the moving image is the SPM brain's.
+        gpu_timing: when FIRE runs on the CPU and a CUDA device is present, also time FIRE-affine
+            and FIRE on the GPU (Table 4's FIRE-GPU columns); the scores are the CPU run's.
     """
 
     name: str
@@ -201,6 +203,7 @@ class EvaluationConfig:
     device: str = "cpu"
     torch_threads: int | None = None
     moving_brain: str | None = None
+    gpu_timing: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -258,6 +261,8 @@ class EvaluationConfig:
             raise ConfigError(f"torch_threads must be an int >= 1 or null, got {self.torch_threads!r}")
         if not isinstance(self.protocol, ProtocolConfig) or not isinstance(self.ants, AntsConfig):
             raise ConfigError("protocol and ants must be mappings")
+        if not isinstance(self.gpu_timing, bool):
+            raise ConfigError(f"gpu_timing must be true or false, got {self.gpu_timing!r}")
         if self.moving_brain is not None:
             if self.kind != "brain":
                 raise ConfigError("moving_brain is for kind brain (cross-brain pairs)")
@@ -333,7 +338,7 @@ class EvaluationConfig:
             "ants": {"threads": self.ants.threads, "syn_metric": self.syn_metric, "seed": self.ants.seed,
                      "affine": dict(self.ants.affine), "syn": dict(self.ants.syn)},
             "device": self.device, "torch_threads": self.torch_threads,
-            "moving_brain": self.moving_brain,
+            "moving_brain": self.moving_brain, "gpu_timing": self.gpu_timing,
         }
 
 

@@ -31,6 +31,10 @@ Per case and method (:func:`score`):
   (:mod:`firereg.evaluation.deformation`);
 * **inverse-consistency error** in mm: FIRE's ``register_pair`` report (``phi_BA o phi_AB`` on
   the fixed model grid); null for ANTs and unaligned (not computed);
+* **GPU timing**: when FIRE runs on the CPU, ``gpu_timing`` is on (the default) and a CUDA device
+  is present, FIRE-affine and FIRE run a second time on the GPU, timed the same way
+  (``gpu_timing`` in the case's scores; the scores themselves are the CPU run's), for Table 4's
+  FIRE-CPU and FIRE-GPU columns in one run;
 * **seconds**: ``registration`` is computing the transform (ANTs: the ``ants.registration`` call;
   FIRE: preprocessing both images + the network, + refinement or fine-tuning); ``total`` adds
   resampling the image and labels onto the fixed grid (ANTs: also composing its field; FIRE:
@@ -65,7 +69,7 @@ from firereg.inference.world import Grid, physical_from_voxel
 from firereg.runtime import resolve_device
 
 __all__ = ["MethodRun", "ExperimentRun", "MethodRunner", "score", "fire_displacement", "resolve_device",
-           "run_experiment"]
+           "run_experiment", "GPU_TIMED", "default_gpu_device", "gpu_note"]
 
 
 @dataclass
@@ -86,6 +90,7 @@ class MethodRun:
     registration_seconds: float
     total_seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    gpu_timing: dict[str, Any] | None = None
 
 
 @dataclass
@@ -152,9 +157,30 @@ def score(case: EvalCase, run: MethodRun, labels: dict[int, str]) -> dict[str, A
         "inverse_consistency_mm": _finite_or_none(run.inverse_consistency_mm),
         "registration_seconds": float(run.registration_seconds),
         "total_seconds": float(run.total_seconds),
+        **({"gpu_timing": run.gpu_timing} if run.gpu_timing else {}),
         **({"extra": run.extra} if run.extra else {}),
     }
 
+
+
+GPU_TIMED = ("fire_affine", "fire")
+"""The FIRE methods timed a second time on a GPU (Table 4's FIRE-GPU columns)."""
+
+
+def default_gpu_device(config: EvaluationConfig, device: str) -> str | None:
+    """"cuda" when FIRE runs on the CPU, ``config.gpu_timing`` is on and a CUDA device is present."""
+    if not config.gpu_timing or device != "cpu" or not config.uses_fire:
+        return None
+    return "cuda" if torch.cuda.is_available() else None
+
+
+def gpu_note(config: EvaluationConfig, device: str) -> str | None:
+    """What the timing table says when it has no FIRE-GPU columns (None: nothing to say)."""
+    if not config.gpu_timing or device != "cpu" or not any(m in config.methods for m in GPU_TIMED):
+        return None
+    if default_gpu_device(config, device) is None:
+        return "FIRE on a GPU: not timed, no CUDA device on this machine"
+    return None
 
 
 class MethodRunner:
@@ -165,15 +191,23 @@ class MethodRunner:
         model: the FIRE model (needed to run a FIRE method).
         selection: how the model was chosen (:func:`~firereg.pretrained.registry.select_model`).
         spacing: FIRE's model-grid spacing in mm.
+        gpu_device: where to time FIRE-affine and FIRE a second time (scores stay the first
+            run's); None: :func:`default_gpu_device`.
     """
 
     def __init__(self, config: EvaluationConfig, *, model=None, selection=None,
-                 spacing: float | None = None) -> None:
+                 spacing: float | None = None, gpu_device: str | None = None) -> None:
         self.config = config
         self.device = resolve_device(config.device)
         self.model = model.ready_for_inference(self.device) if model is not None else None
         self.selection, self.spacing = selection, spacing
         self.settings: dict[str, dict[str, Any]] = {}
+        self.gpu_device = gpu_device if gpu_device is not None else default_gpu_device(config, self.device)
+        self.gpu_model = None
+        if self.gpu_device is not None and model is not None:
+            import copy
+
+            self.gpu_model = copy.deepcopy(model).ready_for_inference(self.gpu_device)
 
     def _fire_settings(self, name: str, affine_only: bool, refine=None, finetune=None) -> dict[str, Any]:
         selection = self.selection
@@ -196,15 +230,24 @@ class MethodRunner:
 
         if self.model is None or self.selection is None or self.spacing is None:
             raise ValueError("MethodRunner: the FIRE methods need the model, its selection and a spacing")
-        start = time.perf_counter()
-        result = register_pair(self.model, case.moving, case.fixed, direction=self.selection.direction,
-                               moving_labels=case.moving_labels,
-                               preprocess_config=PreprocessConfig(spacing=self.spacing),
-                               affine_only=affine_only, device=self.device, refine=refine,
-                               finetune=finetune)
-        total = time.perf_counter() - start
+        def register(model, device):
+            start = time.perf_counter()
+            result = register_pair(model, case.moving, case.fixed, direction=self.selection.direction,
+                                   moving_labels=case.moving_labels,
+                                   preprocess_config=PreprocessConfig(spacing=self.spacing),
+                                   affine_only=affine_only, device=device, refine=refine,
+                                   finetune=finetune)
+            return result, time.perf_counter() - start
+
+        result, total = register(self.model, self.device)
         timings = result.report["timings"]
         name = name or ("fire_affine" if affine_only else "fire")
+        gpu_timing = None
+        if self.gpu_model is not None and name in GPU_TIMED:
+            gpu_result, gpu_total = register(self.gpu_model, self.gpu_device)
+            gpu = gpu_result.report["timings"]
+            gpu_timing = {"device": str(self.gpu_device), "total_seconds": gpu_total,
+                          "registration_seconds": gpu["preprocess_s"] + gpu["network_s"]}
         self.settings.setdefault(name, self._fire_settings(name, affine_only, refine, finetune))
         return MethodRun(
             warped_labels=result.warped_labels,
@@ -216,7 +259,8 @@ class MethodRunner:
             extra={"model_grid_folding_percent": result.report["folding_percent"],
                    "model_grid_inverse_folding_percent": result.report["inverse_folding_percent"],
                    "timings": dict(timings), "refine": result.report.get("refine"),
-                   "finetune": result.report.get("finetune")})
+                   "finetune": result.report.get("finetune")},
+            gpu_timing=gpu_timing)
 
     def _baseline(self, name: str, case: EvalCase) -> MethodRun:
         from firereg.evaluation import ants_baselines as ab
@@ -275,6 +319,7 @@ def run_experiment(
     progress: bool = True,
     warm_up: bool = True,
     on_case: Callable[[dict[str, Any]], None] | None = None,
+    gpu_device: str | None = None,
 ) -> ExperimentRun:
     """Run every configured method on every case (module docstring).
 
@@ -289,16 +334,17 @@ def run_experiment(
         torch.set_num_threads(config.torch_threads)
     try:
         return _run(config, cases, model=model, selection=selection, spacing=spacing, progress=progress,
-                    warm_up=warm_up, on_case=on_case)
+                    warm_up=warm_up, on_case=on_case, gpu_device=gpu_device)
     finally:
         torch.set_num_threads(threads)
 
 
 def _run(config: EvaluationConfig, cases: Sequence[EvalCase], *, model, selection, spacing: float | None,
-         progress: bool, warm_up: bool, on_case: Callable[[dict[str, Any]], None] | None) -> ExperimentRun:
+         progress: bool, warm_up: bool, on_case: Callable[[dict[str, Any]], None] | None,
+         gpu_device: str | None) -> ExperimentRun:
     from tqdm import tqdm
 
-    runner = MethodRunner(config, model=model, selection=selection, spacing=spacing)
+    runner = MethodRunner(config, model=model, selection=selection, spacing=spacing, gpu_device=gpu_device)
     start = time.perf_counter()
     if warm_up:
         for method in config.methods:

@@ -6,8 +6,9 @@
 * **Transform quality and time**: HD95 per structure and its per-case mean over structures (mm),
   folding (% of voxels with ``det J <= 0``), log-Jacobian SD, inverse-consistency error (mm) and
   the time per pair (registration only, and total), per method.
-* **Time per pair** (Table 4 layout): rows affine and non-rigid, columns FIRE on its device and
-  ANTs, registration only and total, in seconds.
+* **Time per pair** (Table 4 layout): rows affine and non-rigid, columns FIRE on its device, FIRE
+  on a GPU when the run also timed it there (``gpu_timing``), and ANTs, registration only and
+  total, in seconds.
 
 Every cell reads ``mean (SD)`` over the cases where the value exists: SD is the sample standard
 deviation (``ddof = 1``), ``-`` with fewer than two values; a cell with no value reads ``-``.
@@ -149,26 +150,46 @@ def metrics_table(records: Sequence[dict[str, Any]], methods: Sequence[str],
     return table
 
 
-def timing_table(records: Sequence[dict[str, Any]], methods: Sequence[str], device: str) -> Table:
-    """Time per pair in seconds (Table 4 layout): affine and non-rigid, FIRE and ANTs."""
+def _gpu_seconds(scores: dict[str, Any], key: str) -> float | None:
+    gpu = scores.get("gpu_timing")
+    return None if not gpu else gpu.get(key)
+
+
+def timing_table(records: Sequence[dict[str, Any]], methods: Sequence[str], device: str,
+                 gpu_note: str | None = None) -> Table:
+    """Time per pair in seconds (Table 4 layout): affine and non-rigid, FIRE and ANTs.
+
+    When the records hold a second timing of FIRE on a GPU (``gpu_timing``, the runner's
+    ``gpu_timing`` option), two FIRE-GPU columns follow the FIRE ones; ``gpu_note`` (for example
+    "no CUDA device") is added under the table otherwise.
+    """
     fire = f"FIRE-{device.upper()}"
-    columns = [f"{fire} registration (s)", f"{fire} total (s)", "ANTs registration (s)", "ANTs total (s)"]
+    with_gpu = any(_gpu_seconds(s, "registration_seconds") is not None
+                   for r in records for s in r["methods"].values() if "error" not in s)
+    columns = [f"{fire} registration (s)", f"{fire} total (s)"]
+    columns += ["FIRE-GPU registration (s)", "FIRE-GPU total (s)"] if with_gpu else []
+    columns += ["ANTs registration (s)", "ANTs total (s)"]
     table = Table("time", "Time per pair (s)", "registration", columns)
+    keys = ("registration_seconds", "total_seconds")
     for row, fire_method, ants_method in (("affine", "fire_affine", "ants_affine"),
                                           ("non-rigid", "fire", "ants_syn")):
-        cells = []
-        for method in (fire_method, ants_method):
-            for key in ("registration_seconds", "total_seconds"):
-                cells.append(_values(records, method, lambda s, k=key: s[k]) if method in methods else None)
+        fire_on, ants_on = fire_method in methods, ants_method in methods
+        cells = [_values(records, fire_method, lambda s, k=key: s[k]) if fire_on else None for key in keys]
+        if with_gpu:
+            cells += [_values(records, fire_method, lambda s, k=key: _gpu_seconds(s, k)) if fire_on else None
+                      for key in keys]
+        cells += [_values(records, ants_method, lambda s, k=key: s[k]) if ants_on else None for key in keys]
         table.add_row(row, cells, digits=3)
+    if not with_gpu and gpu_note:
+        table.notes.append(gpu_note)
     return table
 
 
 def build_tables(records: Sequence[dict[str, Any]], methods: Sequence[str], structures: Sequence[str],
-                 device: str) -> list[Table]:
+                 device: str, gpu_note: str | None = None) -> list[Table]:
     """The three tables of a run (module docstring), with a note on failed cases."""
     tables = [dice_table(records, methods, structures), metrics_table(records, methods, structures),
-              timing_table(records, methods, device)]
+              timing_table(records, methods, device, gpu_note)]
     failed = failures(records, methods)
     if failed:
         note = "failed cases (left out): " + ", ".join(f"{METHOD_LABELS[m]} {c}" for m, c in failed.items())
