@@ -84,16 +84,32 @@ def test_a_folder_in_use_is_refused_and_left_as_it_was(tmp_path, capsys, models,
     assert run_cli(capsys, *_argv(models["3d"], pair["moving"], pair["fixed"], out))[0] == 0
 
 
-def test_a_lock_left_by_a_killed_run_is_reported_with_its_remedy(tmp_path, capsys, models, pair):
-    """A run killed mid-write leaves its lock (and maybe a staging folder): the next run refuses,
-    saying how to proceed; once the lock is removed it runs, and clears the stale staging folder."""
+def test_a_lock_left_by_a_killed_run_is_taken_over_or_reported_with_its_remedy(tmp_path, capsys, models,
+                                                                              pair):
+    """A run killed mid-write leaves its lock (and maybe a staging folder). Written on this host by
+    a process that is gone, the next run takes it over, says so, and clears the staging folder. A
+    lock it cannot prove dead (another host, the old pid-only format) is refused with the remedy."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
     out = tmp_path / "out"
     out.mkdir()
-    (out / ".firereg.lock").write_text("999999")
+    (out / ".firereg.lock").write_text(json.dumps({"pid": child.pid, "host": socket.gethostname()}))
     (out / ".firereg-staging-dead").mkdir()
     (out / ".firereg-staging-dead" / "warp.nii.gz").write_bytes(b"half a file")
     code, _, err = run_cli(capsys, *_argv(models["3d"], pair["moving"], pair["fixed"], out))
-    assert_one_line_error(code, err, "register", "remove .firereg.lock if that run is dead")
+    assert code == 0 and f"removed the lock of a run that died (pid {child.pid} on this host)" in err
+    assert leftovers(out) == sorted(OUTPUTS)
+
+    for text in ("999999", json.dumps({"pid": child.pid, "host": "another-host.example"})):
+        (out / ".firereg.lock").write_text(text)
+        code, _, err = run_cli(capsys, *_argv(models["3d"], pair["moving"], pair["fixed"], out))
+        assert_one_line_error(code, err, "register", "remove .firereg.lock if that run is dead")
+        assert (out / ".firereg.lock").read_text() == text
     (out / ".firereg.lock").unlink()
     assert run_cli(capsys, *_argv(models["3d"], pair["moving"], pair["fixed"], out))[0] == 0
     assert leftovers(out) == sorted(OUTPUTS)

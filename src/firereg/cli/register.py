@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -18,11 +18,15 @@ DEFAULT_SERIES_SPACING = 1.5  # mm, for a cine checkpoint without a card
 def output_lock(out_dir: Path):
     """Hold ``out_dir/.firereg.lock`` while writing; refuse if another run holds it.
 
+    A lock left by a run that died on this host is taken over, with a note on stderr
+    (:mod:`firereg.locking`).
+
     Any OSError while the lock is held (a full disk, a folder that turned read-only) becomes one
     line naming ``out_dir``; a folder this call created is removed again when the run fails and
     left it empty. Staging folders of killed runs are cleared once the lock is held.
     """
     from firereg.atomic import remove_stale_staging
+    from firereg.locking import LockHeldError, create_lock
 
     created = not out_dir.exists()
     try:
@@ -32,17 +36,20 @@ def output_lock(out_dir: Path):
     except OSError as exc:
         raise ValueError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from None
     lock = out_dir / ".firereg.lock"
+
+    def taken_over(pid: int) -> None:
+        print(f"firereg: {out_dir}: removed the lock of a run that died (pid {pid} on this host)",
+              file=sys.stderr)
+
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        raise ValueError(f"{out_dir}: another firereg run is writing here (remove {lock.name} if "
-                         "that run is dead)") from None
+        create_lock(lock, on_stale=taken_over)
+    except LockHeldError as held:
+        raise ValueError(f"{out_dir}: another firereg run is writing here ({held.holder}; remove "
+                         f"{lock.name} if that run is dead)") from None
     except OSError as exc:
         raise ValueError(f"{out_dir}: cannot write here ({exc.strerror})") from None
     failed = True
     try:
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
         remove_stale_staging(out_dir)
         yield
         failed = False
