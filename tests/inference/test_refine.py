@@ -81,3 +81,73 @@ def test_the_cli_default_step_count_is_the_library_default() -> None:
     from firereg.inference import refine
 
     assert main.DEFAULT_REFINE_STEPS == refine.DEFAULT_REFINE_STEPS
+    assert main.DEFAULT_SYNTHESIS_WEIGHT == refine.DEFAULT_SYNTHESIS_WEIGHT
+
+
+def test_the_synthesis_term_alone_recovers_a_known_translation(model, monkeypatch) -> None:
+    """With uninformative features (all zero), only the synthesis term can move the transform; with
+    'decoders' that render each image as itself it is a same-modality RMS at image resolution."""
+    import firereg.inference.refine as refine
+
+    fixed = _blobs()
+    shift = torch.tensor([[[1.0, 0.0, 0.10], [0.0, 1.0, 0.06]]])
+    moving = warp(fixed, torch.linalg.inv(torch.cat([shift, torch.tensor([[[0, 0, 1.0]]])], 1))[:, :2])
+    monkeypatch.setattr(refine, "_synthesis_inputs",
+                        lambda model, direction, feats, images, scale: refine._Synthesis(
+                            images[0], images[1], images[0], images[1]))
+    zeros = (torch.zeros(1, 8, 12, 12), torch.zeros(1, 8, 12, 12))
+    settings = dict(max_steps=200, lr_affine=5e-3, patience=30, synthesis_weight=10.0)
+    result = refine_pair(model, moving, fixed, "ab", _identity_init(model, (48, 48)),
+                         RefineConfig(**settings), affine_only=True, features=zeros)
+    assert result.affine_fwd[0, :, 2].tolist() == pytest.approx([0.10, 0.06], abs=0.02)
+    before, after = (result.report[k]["synthesis"] for k in ("objective_before", "objective_after"))
+    assert after < 0.3 * before
+    without = refine_pair(model, moving, fixed, "ab", _identity_init(model, (48, 48)),
+                          RefineConfig(**{**settings, "synthesis_weight": 0.0}), affine_only=True,
+                          features=zeros)
+    assert "synthesis" not in without.report["objective_after"]
+    torch.testing.assert_close(without.affine_fwd, torch.eye(2, 3)[None])  # nothing to follow
+
+
+def test_synthesis_inputs_render_each_image_with_the_right_decoder_and_grid() -> None:
+    import firereg.inference.refine as refine
+
+    torch.manual_seed(0)
+    model3 = FireModel(ModelConfig(ndim=3, width=4)).eval()
+    images = (torch.rand(1, 1, 16, 16, 16), torch.rand(1, 1, 16, 16, 16))
+    feats = model3.encode_pair(*images)
+    for direction, (fwd, bwd) in {"ab": (model3.decoder_ab, model3.decoder_ba),
+                                  "ba": (model3.decoder_ba, model3.decoder_ab)}.items():
+        full = refine._synthesis_inputs(model3, direction, feats, images, 1.0)
+        with torch.no_grad():
+            torch.testing.assert_close(full.moving_as_fixed, fwd(feats[0]))
+            torch.testing.assert_close(full.fixed_as_moving, bwd(feats[1]))
+        assert torch.equal(full.moving, images[0]) and torch.equal(full.fixed, images[1])
+    half = refine._synthesis_inputs(model3, "ab", feats, images, RefineConfig().scale_for(3))
+    assert half.size == (8, 8, 8) and half.moving_as_fixed.shape[2:] == (8, 8, 8)
+    assert RefineConfig().scale_for(2) == 1.0 and RefineConfig(synthesis_scale=0.25).scale_for(2) == 0.25
+    # the corners keep their values: the normalized frame is unchanged
+    assert half.moving[0, 0, 0, 0, 0] == pytest.approx(float(images[0][0, 0, 0, 0, 0]))
+    with pytest.raises(ValueError, match="synthesis_scale"):
+        RefineConfig(synthesis_scale=1.5)
+    with pytest.raises(ValueError, match="synthesis_weight"):
+        RefineConfig(synthesis_weight=-1.0)
+
+
+def test_cli_synthesis_weight_reaches_the_refinement_or_is_refused_by_name() -> None:
+    from firereg.cli.main import build_parser
+    from firereg.cli.register import _refine_configs
+
+    def configs(*flags):
+        return _refine_configs(build_parser().parse_args(["register", "--moving", "m", "--fixed", "f",
+                                                          "--out", "o", *flags]))
+
+    default, _ = configs("--refine")
+    assert default.synthesis_weight == RefineConfig().synthesis_weight > 0
+    assert configs("--refine", "--refine-synthesis-weight", "0")[0].synthesis_weight == 0.0
+    for flags, message in ((["--refine-synthesis-weight", "0.1"], "--refine-synthesis-weight needs --refine"),
+                           (["--refine", "--refine-synthesis-weight", "-1"], "must be >= 0"),
+                           (["--refine", "--refine-mode", "network", "--refine-synthesis-weight", "0.1"],
+                            "apply to --refine-mode features")):
+        with pytest.raises(ValueError, match=message):
+            configs(*flags)

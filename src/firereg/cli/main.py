@@ -9,9 +9,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-# = firereg.inference.refine.DEFAULT_REFINE_STEPS, kept here so the parser imports no torch (a test
-# keeps the two equal)
+# = firereg.inference.refine.DEFAULT_REFINE_STEPS and DEFAULT_SYNTHESIS_WEIGHT, kept here so the
+# parser imports no torch (a test keeps them equal)
 DEFAULT_REFINE_STEPS = 100
+DEFAULT_SYNTHESIS_WEIGHT = 0.05
 
 __all__ = ["main", "build_parser"]
 
@@ -167,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --refine-mode network, let G and the decoders learn too")
     reg.add_argument("--refine-image-term", action="store_true",
                      help="add Eq. 7 through the frozen decoders to the refinement objective (slower)")
+    reg.add_argument("--refine-synthesis-weight", type=float, default=None, metavar="W",
+                     help="weight of the refinement's synthesis term, the moving image rendered in the "
+                     f"fixed modality and compared at image resolution (default {DEFAULT_SYNTHESIS_WEIGHT}; "
+                     "0: G's feature terms alone); docs/refinement.md")
     reg.add_argument("--diffeomorphic", action="store_true",
                      help="non-rigid part as a stationary velocity field (scaling and squaring): needs "
                      "--refine, or a model trained with model.diffeomorphic")

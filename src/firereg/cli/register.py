@@ -143,15 +143,20 @@ def _refine_configs(args: argparse.Namespace):
     mode = getattr(args, "refine_mode", "features")
     image_term = getattr(args, "refine_image_term", False)
     synthesis = getattr(args, "refine_synthesis", False)
+    synthesis_weight = getattr(args, "refine_synthesis_weight", None)
+    if synthesis_weight is not None and not synthesis_weight >= 0:
+        raise ValueError(f"--refine-synthesis-weight must be >= 0, got {synthesis_weight}")
     if steps is None:
         for flag, given in (("--refine-image-term", image_term), ("--refine-synthesis", synthesis),
+                            ("--refine-synthesis-weight", synthesis_weight is not None),
                             ("--refine-mode network", mode == "network")):
             if given:
                 raise ValueError(f"{flag} needs --refine")
         return None, None
     if mode == "network":
-        if image_term or getattr(args, "diffeomorphic", False):
-            raise ValueError("--refine-image-term and --diffeomorphic apply to --refine-mode features")
+        if image_term or getattr(args, "diffeomorphic", False) or synthesis_weight is not None:
+            raise ValueError("--refine-image-term, --refine-synthesis-weight and --diffeomorphic apply to "
+                             "--refine-mode features")
         from firereg.inference.finetune import FinetuneConfig
 
         return None, FinetuneConfig(steps=steps, train_synthesis=synthesis)
@@ -159,8 +164,9 @@ def _refine_configs(args: argparse.Namespace):
         raise ValueError("--refine-synthesis applies to --refine-mode network")
     from firereg.inference.refine import RefineConfig
 
+    weights = {} if synthesis_weight is None else {"synthesis_weight": synthesis_weight}
     return RefineConfig(max_steps=steps, image_term=image_term,
-                        diffeomorphic=getattr(args, "diffeomorphic", False)), None
+                        diffeomorphic=getattr(args, "diffeomorphic", False), **weights), None
 
 
 def run_apply(args: argparse.Namespace) -> int:

@@ -9,11 +9,23 @@ network frozen. ``G(x^A)`` and ``G(x^B)`` are computed once. The objective is
   + lambda R_smooth(u_AB, u_BA)                                           (Eq. 10, lambda of Eq. 13)
   + w_ic (RMS(phi_AB o phi_BA - id) + RMS(phi_BA o phi_AB - id))          (Eq. 8 in spirit, on the
                                                                            maps, normalized units)
-  [+ RMS(F_AB(G(x^A) o phi_AB), x^B) + RMS(F_BA(G(x^B) o phi_BA), x^A)]   (Eq. 7, optional)
+  + w_syn (RMS(x̂^B o phi_AB, x^B) + RMS(x̂^A o phi_BA, x^A))               (Eq. 7, commuted; below)
+  [+ RMS(F_AB(G(x^A) o phi_AB), x^B) + RMS(F_BA(G(x^B) o phi_BA), x^A)]   (Eq. 7 as written, optional)
 
-Everything lives on the feature grid ``S/4`` (where ``T_nr`` predicts), so a step costs a few
-warps of the feature maps. With ``diffeomorphic=True`` the non-rigid part is a stationary
-velocity ``v`` (initialised with the network's field) and ``u = exp(v)`` by scaling and squaring.
+The feature terms live on the feature grid ``S/4`` (where ``T_nr`` predicts), so they cost a few
+warps of the feature maps, but they cannot see detail finer than 4 voxels. The **synthesis term**
+adds that detail: ``x̂^B = F_AB(G(x^A))`` (the moving image rendered in the fixed image's
+modality) and ``x̂^A`` are decoded **once**, and each step warps them at image resolution by the
+fields resized from ``S/4``, and compares them with the real images: a same-modality RMS, where
+Eq. 7 compares after decoding warped features. The two agree because synthesis commutes with
+warping, which is what the paper's alignment loss (Eq. 5) trains for (§3.6: "the synthesized image
+obtained from a transformed x^A image should be identical to x^B"); decoding once makes the term
+about 8x cheaper than Eq. 7 per step. In 3D the term is evaluated on a grid of half the image
+resolution (``synthesis_scale``), to keep a step within the speed target. Its weight and the
+smoothness multiplier that comes with it were chosen on the validation slices (docs/refinement.md).
+
+With ``diffeomorphic=True`` the non-rigid part is a stationary velocity ``v`` (initialised with the
+network's field) and ``u = exp(v)`` by scaling and squaring.
 
 Adam steps until ``max_steps`` or until the objective has not improved by ``tolerance``
 (relative) for ``patience`` steps; the best parameters seen are returned.
@@ -33,9 +45,13 @@ from firereg.losses.rms import rms
 from firereg.model import FireModel
 from firereg.spatial import compose, integrate_velocity, warp
 
-__all__ = ["RefineConfig", "RefineResult", "refine_pair", "DEFAULT_REFINE_STEPS"]
+__all__ = ["RefineConfig", "RefineResult", "refine_pair", "DEFAULT_REFINE_STEPS", "DEFAULT_SYNTHESIS_WEIGHT",
+           "DEFAULT_SMOOTH_WEIGHT"]
 
 DEFAULT_REFINE_STEPS = 100
+DEFAULT_SYNTHESIS_WEIGHT = 0.05
+DEFAULT_SMOOTH_WEIGHT = 100.0
+"""Chosen on the validation slices of the SPM brain (docs/refinement.md, "Choosing the weights")."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,8 @@ class RefineConfig:
         lr_field: Adam step size of the non-rigid fields (normalized units).
         ic_weight: weight of the inverse-consistency term.
         smooth_weight: multiplier of the paper's lambda for ``R_smooth``.
+        synthesis_weight: weight of the synthesis term (0: the feature terms alone).
+        synthesis_scale: grid of the synthesis term relative to the image (None: 1 in 2D, 0.5 in 3D).
         image_term: add Eq. 7 through the (frozen) decoders.
         diffeomorphic: optimise stationary velocities and integrate them.
         patience, tolerance: stop when the objective has not improved by ``tolerance``
@@ -58,7 +76,9 @@ class RefineConfig:
     lr_affine: float = 1e-3
     lr_field: float = 2e-3
     ic_weight: float = 1.0
-    smooth_weight: float = 1.0
+    smooth_weight: float = DEFAULT_SMOOTH_WEIGHT
+    synthesis_weight: float = DEFAULT_SYNTHESIS_WEIGHT
+    synthesis_scale: float | None = None
     image_term: bool = False
     diffeomorphic: bool = False
     patience: int = 10
@@ -70,9 +90,18 @@ class RefineConfig:
         for name in ("lr_affine", "lr_field", "tolerance"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"refine: {name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("ic_weight", "smooth_weight"):
+        for name in ("ic_weight", "smooth_weight", "synthesis_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"refine: {name} must be >= 0, got {getattr(self, name)!r}")
+        if self.synthesis_scale is not None and not 0 < self.synthesis_scale <= 1:
+            raise ValueError(f"refine: synthesis_scale must be in (0, 1] or None, got "
+                             f"{self.synthesis_scale!r}")
+
+    def scale_for(self, ndim: int) -> float:
+        """The synthesis term's grid scale for ``ndim``-D images."""
+        if self.synthesis_scale is not None:
+            return float(self.synthesis_scale)
+        return 1.0 if ndim == 2 else 0.5
         if not isinstance(self.patience, int) or self.patience < 1:
             raise ValueError(f"refine: patience must be an int >= 1, got {self.patience!r}")
 
@@ -93,9 +122,43 @@ class RefineResult:
     report: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Synthesis:
+    """The synthesis term's fixed inputs: each image rendered in the other's modality (x̂^B from the
+    moving image, x̂^A from the fixed one) and the real images, all on the term's grid."""
+
+    moving_as_fixed: Tensor
+    fixed_as_moving: Tensor
+    moving: Tensor
+    fixed: Tensor
+
+    @property
+    def size(self) -> tuple[int, ...]:
+        return tuple(self.moving.shape[2:])
+
+
+def _on_grid(image: Tensor, scale: float) -> Tensor:
+    """``image`` resampled to ``scale`` times its size, keeping the normalized frame (corners fixed)."""
+    if scale == 1.0:
+        return image
+    size = [max(2, round(n * scale)) for n in image.shape[2:]]
+    mode = "bilinear" if image.dim() == 4 else "trilinear"
+    return torch.nn.functional.interpolate(image, size=size, mode=mode, align_corners=True,
+                                           antialias=image.dim() == 4)
+
+
+def _synthesis_inputs(model: FireModel, direction: str, feats: tuple[Tensor, Tensor],
+                      images: tuple[Tensor, Tensor], scale: float) -> _Synthesis:
+    dec_fwd = model.decoder_ab if direction == "ab" else model.decoder_ba
+    dec_bwd = model.decoder_ba if direction == "ab" else model.decoder_ab
+    with torch.no_grad():
+        rendered = (dec_fwd(feats[0]), dec_bwd(feats[1]))
+    return _Synthesis(*(_on_grid(t.detach(), scale) for t in (*rendered, *images)))
+
+
 def _objective(model: FireModel, direction: str, feats: tuple[Tensor, Tensor],
                images: tuple[Tensor, Tensor], params: dict[str, Tensor], config: RefineConfig,
-               lam: float) -> tuple[Tensor, dict[str, float]]:
+               lam: float, synthesis: _Synthesis | None = None) -> tuple[Tensor, dict[str, float]]:
     feat_m, feat_f = feats
     u_fwd, u_bwd = params["nonrigid_fwd"], params["nonrigid_bwd"]
     if config.diffeomorphic:
@@ -110,6 +173,15 @@ def _objective(model: FireModel, direction: str, feats: tuple[Tensor, Tensor],
         zero = torch.zeros_like(phi_fwd)
         terms["inverse_consistency"] = config.ic_weight * (
             rms(compose(phi_fwd, phi_bwd), zero) + rms(compose(phi_bwd, phi_fwd), zero))
+    if synthesis is not None:
+        from firereg.spatial.resample import resize_field
+
+        size = synthesis.size
+        at_fwd = compose(params["affine_fwd"], resize_field(u_fwd, size))
+        at_bwd = compose(params["affine_bwd"], resize_field(u_bwd, size))
+        terms["synthesis"] = config.synthesis_weight * (
+            rms(warp(synthesis.moving_as_fixed, at_fwd, padding_mode="border"), synthesis.fixed)
+            + rms(warp(synthesis.fixed_as_moving, at_bwd, padding_mode="border"), synthesis.moving))
     if config.image_term:
         x_m, x_f = images
         dec_fwd = model.decoder_ab if direction == "ab" else model.decoder_ba
@@ -163,8 +235,11 @@ def refine_pair(model: FireModel, moving: Tensor, fixed: Tensor, direction: str,
         lam = smoothness_weight(moving.dim() - 2, math.prod(moving.shape[2:]))
         optimizer = torch.optim.Adam(groups)
         feats, images = (feat_m, feat_f), (moving, fixed)
+        synthesis = None
+        if config.synthesis_weight > 0:
+            synthesis = _synthesis_inputs(model, direction, feats, images, config.scale_for(moving.dim() - 2))
         with torch.enable_grad():
-            total, before = _objective(model, direction, feats, images, params, config, lam)
+            total, before = _objective(model, direction, feats, images, params, config, lam, synthesis)
             best_value, best = before["total"], {n: t.detach().clone() for n, t in params.items()}
             best_terms, since_best, steps = before, 0, 0
             while steps < config.max_steps:
@@ -172,7 +247,7 @@ def refine_pair(model: FireModel, moving: Tensor, fixed: Tensor, direction: str,
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 optimizer.step()
-                total, values = _objective(model, direction, feats, images, params, config, lam)
+                total, values = _objective(model, direction, feats, images, params, config, lam, synthesis)
                 if not math.isfinite(values["total"]):
                     break
                 if values["total"] < best_value * (1.0 - config.tolerance):
@@ -191,5 +266,6 @@ def refine_pair(model: FireModel, moving: Tensor, fixed: Tensor, direction: str,
             p.requires_grad_(True)
     report = {"steps": steps, "max_steps": config.max_steps, "objective_before": before,
               "objective_after": best_terms, "diffeomorphic": config.diffeomorphic,
-              "image_term": config.image_term, "seconds": time.perf_counter() - start}
+              "image_term": config.image_term, "synthesis_weight": config.synthesis_weight,
+              "smooth_weight": config.smooth_weight, "seconds": time.perf_counter() - start}
     return RefineResult(best["affine_fwd"], u_fwd, best["affine_bwd"], u_bwd, report)
