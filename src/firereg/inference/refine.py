@@ -51,7 +51,8 @@ __all__ = ["RefineConfig", "RefineResult", "refine_pair", "DEFAULT_REFINE_STEPS"
 DEFAULT_REFINE_STEPS = 100
 DEFAULT_SYNTHESIS_WEIGHT = 0.05
 DEFAULT_SMOOTH_WEIGHT = 100.0
-"""Chosen on the validation slices of the SPM brain (docs/refinement.md, "Choosing the weights")."""
+"""These two, the step sizes and the patience were chosen on the validation slices of the SPM brain
+(``tools/choose_refine_weights.py``; docs/refinement.md, "Choosing the settings")."""
 
 
 @dataclass(frozen=True)
@@ -73,15 +74,15 @@ class RefineConfig:
     """
 
     max_steps: int = DEFAULT_REFINE_STEPS
-    lr_affine: float = 1e-3
-    lr_field: float = 2e-3
+    lr_affine: float = 4e-3
+    lr_field: float = 8e-3
     ic_weight: float = 1.0
     smooth_weight: float = DEFAULT_SMOOTH_WEIGHT
     synthesis_weight: float = DEFAULT_SYNTHESIS_WEIGHT
     synthesis_scale: float | None = None
     image_term: bool = False
     diffeomorphic: bool = False
-    patience: int = 10
+    patience: int = 20
     tolerance: float = 1e-4
 
     def __post_init__(self) -> None:
