@@ -335,6 +335,14 @@ def test_package_run_ships_only_the_weights_the_config_and_a_card(registry, tmp_
     assert loaded_card == card
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+    assert not card.diffeomorphic
+    with pytest.raises(ValueError, match="trained with displacement fields"):
+        package_run(tmp_path / "run", "t1-t2-2d-x", **PACKAGE, diffeomorphic=True)
+    # a card that contradicts its weights is refused when loaded
+    card_path = folder / "card.json"
+    card_path.write_text(card_path.read_text().replace('"diffeomorphic": false', '"diffeomorphic": true'))
+    with pytest.raises(CardError, match="card says diffeomorphic true"):
+        load_pretrained("t1-t2-2d")
 
 
 def test_package_run_reads_val_csv_and_refuses_what_it_cannot_know(registry, tmp_path):

@@ -54,3 +54,12 @@ def test_intra_modal_pairs_need_refine_and_then_use_a_model_with_that_modality()
     assert t2.direction == "ba" and "intra-modal" in t2.how
     with pytest.raises(ModelSelectionError, match="no shipped 2D model registers FLAIR -> FLAIR"):
         select_model(None, ndim=2, moving_modality="FLAIR", fixed_modality="FLAIR", intra_modal=True)
+
+
+def test_the_diffeomorphic_model_says_so_and_is_preferred_for_diffeomorphic_registration() -> None:
+    model, card = load_pretrained("t1-t2-2d-diffeo")
+    assert card.diffeomorphic and model.config.diffeomorphic
+    assert card.command.startswith("firereg train --config configs/models/t1_t2_2d_diffeo.yaml")
+    assert not SHIPPED["t1-t2-2d"].diffeomorphic
+    assert select_model(None, ndim=2, prefer_diffeomorphic=True).model == "t1-t2-2d-diffeo"
+    assert select_model(None, ndim=2).model == "t1-t2-2d"

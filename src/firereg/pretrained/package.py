@@ -71,7 +71,8 @@ def package_run(run_dir: str | Path, name: str, *, modality_a: str, modality_b: 
 
     The folder gets ``model.safetensors``, ``checkpoint.json`` (its ``extra`` reduced to the
     validation Dice) and ``card.json``. The iterations are the checkpoint's step; the validation
-    Dice is the checkpoint's (else the last row of ``val.csv``); ndim is the model's; the spacing
+    Dice is the checkpoint's (else the last row of ``val.csv``); ndim and ``diffeomorphic`` are the
+    model's (``diffeomorphic=True`` for a model that is not is refused); the spacing
     is ``spacing_mm`` or the run's ``config.yaml`` ``data.spacing``. The folder is built as a
     temporary sibling and renamed into place. Returns the model folder.
     """
@@ -84,6 +85,10 @@ def package_run(run_dir: str | Path, name: str, *, modality_a: str, modality_b: 
     if checkpoint is None:
         raise ValueError(f"{run}: not a training run folder (no latest checkpoint)")
     model = load_model(checkpoint)  # checks the config and that the weights fit
+    if diffeomorphic and not model.config.diffeomorphic:
+        raise ValueError(f"{run}: --diffeomorphic, but the model was trained with displacement fields "
+                         "(its model.diffeomorphic is false)")
+    diffeomorphic = bool(model.config.diffeomorphic)  # the card says what the weights are
     meta = json.loads((checkpoint / "checkpoint.json").read_text())
     extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
     validation = _validation_from(extra.get("validation")) or _last_val_row(run / "val.csv")

@@ -102,6 +102,9 @@ def _check_card_fits(card: ModelCard, model: FireModel, path: Path) -> None:
     if model.config.ndim != card.ndim:
         raise CardError(f"{path}: its card says {card.ndim}D, its checkpoint holds a "
                         f"{model.config.ndim}D model")
+    if model.config.diffeomorphic != card.diffeomorphic:
+        raise CardError(f"{path}: its card says diffeomorphic {str(card.diffeomorphic).lower()}, its "
+                        f"checkpoint's model.diffeomorphic is {str(model.config.diffeomorphic).lower()}")
 
 
 @dataclass(frozen=True)
