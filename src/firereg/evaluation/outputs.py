@@ -92,7 +92,8 @@ def conventions(config: EvaluationConfig, device: str) -> list[str]:
         "Inverse consistency = mean ||phi_BA(phi_AB(x)) - x|| in mm over the fixed model grid (FIRE's "
         "two networks); not computed for ANTs.",
         "Time per pair: 'registration' computes the transform (ANTs: the ants.registration call; FIRE: "
-        "preprocessing both images and the network, G and T in both directions); 'total' adds "
+        "preprocessing both images and the network, G and T in both directions, plus the per-pair "
+        "refinement or fine-tuning in the FIRE+refine columns); 'total' adds "
         "resampling the image and labels onto the fixed grid (and FIRE's folding and inverse-"
         f"consistency report). FIRE ran on {device}; the model is loaded once, outside the times; "
         "every method ran once untimed on the first case first (warm-up).",
