@@ -85,10 +85,12 @@ def test_the_demo_config_file_is_the_demo_s_experiment():
 
 
 @pytest.mark.parametrize("name", ["brain_2d_t1_t2", "brain_2d_pd_t2", "demo_brain_2d_t1_t2",
-                                  "cross_brain_2d_t1_t2"])
+                                  "cross_brain_2d_t1_t2", "cross_brain_2d_t1_t2_network",
+                                  "diffeo_model_brain_2d_t1_t2"])
 def test_brain_experiments_use_their_model_s_training_augmentation(name):
     config = load_config(EXPERIMENTS / f"{name}.yaml")
-    model_config = {"t1-t2-2d": "t1_t2_2d", "pd-t2-2d": "pd_t2_2d"}[config.model]
+    model_config = {"t1-t2-2d": "t1_t2_2d", "pd-t2-2d": "pd_t2_2d",
+                    "t1-t2-2d-diffeo": "t1_t2_2d_diffeo"}[config.model]
     training = yaml.safe_load((REPO / "configs" / "models" / f"{model_config}.yaml").read_text())
     assert config.protocol.augmentation == training["augmentation"]
     assert (config.modality_moving, config.modality_fixed) == (training["data"]["modality_a"],
@@ -98,7 +100,11 @@ def test_brain_experiments_use_their_model_s_training_augmentation(name):
 def test_every_shipped_experiment_config_loads():
     names = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
     assert names == ["brain_2d_pd_t2", "brain_2d_t1_t2", "brain_3d_t1_t2", "cardiac_2d_es_ed",
-                     "cross_brain_2d_t1_t2", "demo_brain_2d_t1_t2", "robust_brain_2d_t1_t2_large"]
+                     "cross_brain_2d_t1_t2", "cross_brain_2d_t1_t2_network", "demo_brain_2d_t1_t2",
+                     "diffeo_model_brain_2d_t1_t2", "robust_brain_2d_t1_t2_large"]
+    network = load_config(EXPERIMENTS / "cross_brain_2d_t1_t2_network.yaml")
+    assert "fire_refine_network" in network.methods and network.moving_brain == "icbm152_2009a"
+    assert load_config(EXPERIMENTS / "diffeo_model_brain_2d_t1_t2.yaml").model == "t1-t2-2d-diffeo"
     three_d = load_config(EXPERIMENTS / "brain_3d_t1_t2.yaml")
     assert three_d.dims == 3 and three_d.model == "t1-t2-3d" and three_d.gpu_timing
     cross = load_config(EXPERIMENTS / "cross_brain_2d_t1_t2.yaml")
