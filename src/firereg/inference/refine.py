@@ -20,8 +20,10 @@ fields resized from ``S/4``, and compares them with the real images: a same-moda
 Eq. 7 compares after decoding warped features. The two agree because synthesis commutes with
 warping, which is what the paper's alignment loss (Eq. 5) trains for (§3.6: "the synthesized image
 obtained from a transformed x^A image should be identical to x^B"); decoding once makes the term
-about 8x cheaper than Eq. 7 per step. In 3D the term is evaluated on a grid of half the image
-resolution (``synthesis_scale``), to keep a step within the speed target. Its weight and the
+about 8x cheaper than Eq. 7 per step. On a large grid the term is evaluated on a coarser one of at
+most ``SYNTHESIS_VOXELS`` voxels (``synthesis_scale``; a 2 mm 3D brain, 92x112x92, is scaled by
+about 0.65), to keep a step within the speed target; 2D images and small volumes stay at full
+resolution. Its weight and the
 smoothness multiplier that comes with it were chosen on the validation slices (docs/refinement.md).
 
 With ``diffeomorphic=True`` the non-rigid part is a stationary velocity ``v`` (initialised with the
@@ -46,11 +48,13 @@ from firereg.model import FireModel
 from firereg.spatial import compose, integrate_velocity, warp
 
 __all__ = ["RefineConfig", "RefineResult", "refine_pair", "DEFAULT_REFINE_STEPS", "DEFAULT_SYNTHESIS_WEIGHT",
-           "DEFAULT_SMOOTH_WEIGHT"]
+           "DEFAULT_SMOOTH_WEIGHT", "SYNTHESIS_VOXELS"]
 
 DEFAULT_REFINE_STEPS = 100
 DEFAULT_SYNTHESIS_WEIGHT = 0.05
 DEFAULT_SMOOTH_WEIGHT = 100.0
+SYNTHESIS_VOXELS = 2**18
+"""Largest grid (voxels) of the synthesis term before it is evaluated on a coarser one."""
 """These two, the step sizes and the patience were chosen on the validation slices of the SPM brain
 (``tools/choose_refine_weights.py``; docs/refinement.md, "Choosing the settings")."""
 
@@ -66,7 +70,8 @@ class RefineConfig:
         ic_weight: weight of the inverse-consistency term.
         smooth_weight: multiplier of the paper's lambda for ``R_smooth``.
         synthesis_weight: weight of the synthesis term (0: the feature terms alone).
-        synthesis_scale: grid of the synthesis term relative to the image (None: 1 in 2D, 0.5 in 3D).
+        synthesis_scale: grid of the synthesis term relative to the image (None: 1, or less so that
+            it has at most :data:`SYNTHESIS_VOXELS` voxels).
         image_term: add Eq. 7 through the (frozen) decoders.
         diffeomorphic: optimise stationary velocities and integrate them.
         patience, tolerance: stop when the objective has not improved by ``tolerance``
@@ -98,11 +103,12 @@ class RefineConfig:
             raise ValueError(f"refine: synthesis_scale must be in (0, 1] or None, got "
                              f"{self.synthesis_scale!r}")
 
-    def scale_for(self, ndim: int) -> float:
-        """The synthesis term's grid scale for ``ndim``-D images."""
+    def scale_for(self, shape: tuple[int, ...]) -> float:
+        """The synthesis term's grid scale for images of spatial ``shape``."""
         if self.synthesis_scale is not None:
             return float(self.synthesis_scale)
-        return 1.0 if ndim == 2 else 0.5
+        voxels = math.prod(shape)
+        return 1.0 if voxels <= SYNTHESIS_VOXELS else (SYNTHESIS_VOXELS / voxels) ** (1.0 / len(shape))
         if not isinstance(self.patience, int) or self.patience < 1:
             raise ValueError(f"refine: patience must be an int >= 1, got {self.patience!r}")
 
@@ -238,7 +244,8 @@ def refine_pair(model: FireModel, moving: Tensor, fixed: Tensor, direction: str,
         feats, images = (feat_m, feat_f), (moving, fixed)
         synthesis = None
         if config.synthesis_weight > 0:
-            synthesis = _synthesis_inputs(model, direction, feats, images, config.scale_for(moving.dim() - 2))
+            scale = config.scale_for(tuple(moving.shape[2:]))
+            synthesis = _synthesis_inputs(model, direction, feats, images, scale)
         with torch.enable_grad():
             total, before = _objective(model, direction, feats, images, params, config, lam, synthesis)
             best_value, best = before["total"], {n: t.detach().clone() for n, t in params.items()}
