@@ -106,7 +106,7 @@ def test_every_shipped_experiment_config_loads():
     assert "fire_refine_network" in network.methods and network.moving_brain == "icbm152_2009a"
     assert load_config(EXPERIMENTS / "diffeo_model_brain_2d_t1_t2.yaml").model == "t1-t2-2d-diffeo"
     three_d = load_config(EXPERIMENTS / "brain_3d_t1_t2.yaml")
-    assert three_d.dims == 3 and three_d.model == "t1-t2-3d" and three_d.gpu_timing
+    assert three_d.dims == 3 and three_d.model == "runs/models/t1_t2_3d_cpu" and three_d.spacing == 4.0
     cross = load_config(EXPERIMENTS / "cross_brain_2d_t1_t2.yaml")
     assert cross.moving_brain == "icbm152_2009a"
     assert cross.label_table == {1: "grey matter", 3: "white matter"}
