@@ -125,10 +125,11 @@ def test_synthesis_inputs_render_each_image_with_the_right_decoder_and_grid() ->
         assert torch.equal(full.moving, images[0]) and torch.equal(full.fixed, images[1])
     half = refine._synthesis_inputs(model3, "ab", feats, images, 0.5)
     assert half.size == (8, 8, 8) and half.moving_as_fixed.shape[2:] == (8, 8, 8)
-    # full resolution up to 2^18 voxels, then a coarser grid of that many voxels
+    # full resolution up to 2^17 voxels, then a coarser grid of that many voxels
+    assert refine.SYNTHESIS_VOXELS == 2**17
     assert RefineConfig().scale_for((92, 112)) == 1.0 == RefineConfig().scale_for((46, 56, 24))
-    assert RefineConfig().scale_for((92, 112, 92)) == pytest.approx((2**18 / (92 * 112 * 92)) ** (1 / 3))
-    assert 0.64 < RefineConfig().scale_for((92, 112, 92)) < 0.66
+    assert RefineConfig().scale_for((92, 112, 92)) == pytest.approx((2**17 / (92 * 112 * 92)) ** (1 / 3))
+    assert 0.51 < RefineConfig().scale_for((92, 112, 92)) < 0.53
     assert RefineConfig(synthesis_scale=0.25).scale_for((92, 112)) == 0.25
     # the corners keep their values: the normalized frame is unchanged
     assert half.moving[0, 0, 0, 0, 0] == pytest.approx(float(images[0][0, 0, 0, 0, 0]))

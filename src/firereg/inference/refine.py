@@ -22,7 +22,7 @@ warping, which is what the paper's alignment loss (Eq. 5) trains for (§3.6: "th
 obtained from a transformed x^A image should be identical to x^B"); decoding once makes the term
 about 8x cheaper than Eq. 7 per step. On a large grid the term is evaluated on a coarser one of at
 most ``SYNTHESIS_VOXELS`` voxels (``synthesis_scale``; a 2 mm 3D brain, 92x112x92, is scaled by
-about 0.65), to keep a step within the speed target; 2D images and small volumes stay at full
+about 0.52), to keep a step within the speed target; 2D images and small volumes stay at full
 resolution. Its weight and the
 smoothness multiplier that comes with it were chosen on the validation slices (docs/refinement.md).
 
@@ -53,7 +53,7 @@ __all__ = ["RefineConfig", "RefineResult", "refine_pair", "DEFAULT_REFINE_STEPS"
 DEFAULT_REFINE_STEPS = 100
 DEFAULT_SYNTHESIS_WEIGHT = 0.05
 DEFAULT_SMOOTH_WEIGHT = 100.0
-SYNTHESIS_VOXELS = 2**18
+SYNTHESIS_VOXELS = 2**17
 """Largest grid (voxels) of the synthesis term before it is evaluated on a coarser one."""
 """These two, the step sizes and the patience were chosen on the validation slices of the SPM brain
 (``tools/choose_refine_weights.py``; docs/refinement.md, "Choosing the settings")."""
