@@ -148,3 +148,13 @@ def test_register_series_defaults_to_the_2d_cine_model(tiny, tmp_path, capsys):
                  "--device", "cpu"]) == 2
     assert "register-series needs an intra-modal model" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_models_marks_a_diffeomorphic_model():
+    from firereg.cli.models import format_table
+    from firereg.pretrained import list_models
+
+    cards = {c.name: c for c in list_models()}
+    table = format_table([cards["t1-t2-2d"], cards["t1-t2-2d-diffeo"]])
+    assert table.count("diffeomorphic fields") == 1
+    assert table.index("diffeomorphic fields") > table.index("t1-t2-2d-diffeo")

@@ -31,6 +31,9 @@ def format_table(cards: list) -> str:
     for card, row in zip(cards, rows, strict=True):
         out.append(line(row))
         out.append(f"    trained with: {card.command}")
+        if card.diffeomorphic:
+            out.append("    diffeomorphic fields (velocity + scaling and squaring); "
+                       "`register --diffeomorphic` chooses it")
     return "\n".join(out)
 
 
