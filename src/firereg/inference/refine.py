@@ -45,7 +45,7 @@ from torch import Tensor
 from firereg.losses.regularization import bending_energy, smoothness_weight
 from firereg.losses.rms import rms
 from firereg.model import FireModel
-from firereg.spatial import compose, integrate_velocity, warp
+from firereg.spatial import compose, integrate_velocity, resize_field, warp
 
 __all__ = ["RefineConfig", "RefineResult", "refine_pair", "DEFAULT_REFINE_STEPS", "DEFAULT_SYNTHESIS_WEIGHT",
            "DEFAULT_SMOOTH_WEIGHT", "SYNTHESIS_VOXELS"]
@@ -53,10 +53,10 @@ __all__ = ["RefineConfig", "RefineResult", "refine_pair", "DEFAULT_REFINE_STEPS"
 DEFAULT_REFINE_STEPS = 100
 DEFAULT_SYNTHESIS_WEIGHT = 0.05
 DEFAULT_SMOOTH_WEIGHT = 100.0
-SYNTHESIS_VOXELS = 2**17
-"""Largest grid (voxels) of the synthesis term before it is evaluated on a coarser one."""
 """These two, the step sizes and the patience were chosen on the validation slices of the SPM brain
 (``tools/choose_refine_weights.py``; docs/refinement.md, "Choosing the settings")."""
+SYNTHESIS_VOXELS = 2**17
+"""Largest grid (voxels) of the synthesis term before it is evaluated on a coarser one."""
 
 
 @dataclass(frozen=True)
@@ -181,8 +181,6 @@ def _objective(model: FireModel, direction: str, feats: tuple[Tensor, Tensor],
         terms["inverse_consistency"] = config.ic_weight * (
             rms(compose(phi_fwd, phi_bwd), zero) + rms(compose(phi_bwd, phi_fwd), zero))
     if synthesis is not None:
-        from firereg.spatial.resample import resize_field
-
         size = synthesis.size
         at_fwd = compose(params["affine_fwd"], resize_field(u_fwd, size))
         at_bwd = compose(params["affine_bwd"], resize_field(u_bwd, size))
