@@ -206,11 +206,16 @@ def _cross_brain_images(config: EvaluationConfig, root: Path,
                         records: list) -> tuple[list[SourceImage], DataInfo]:
     """Moving = the second brain (``moving_brain``), fixed = SPM; tissue labels on both
     (:mod:`firereg.evaluation.cross_brain`)."""
+    from firereg.data.sources.icbm import icbm_cases
     from firereg.data.sources.spm import spm_cases
     from firereg.evaluation import cross_brain as cb
 
     moving_root = cb.moving_brain_root(config.moving_brain)
-    moving3, moving_labels3, moving_name = cb.read_moving_brain(moving_root, config.modality_moving)
+    moving_name = moving_root.name
+    second = icbm_cases(moving_root)[0]
+    moving3 = read_image(_modality_path(second.images, config.modality_moving, f"moving_brain {moving_root}"),
+                         ndim=3)
+    moving_labels3 = read_labels(second.labels, ndim=3)
     volume = spm_cases(root)[0]
     fixed3 = read_image(_modality_path(volume.images, config.modality_fixed, volume.name), ndim=3)
     tissue3 = cb.fixed_tissue_labels(root)
@@ -218,14 +223,16 @@ def _cross_brain_images(config: EvaluationConfig, root: Path,
     for case in records:
         if config.dims == 2:
             k = int(case.meta["k"])
-            moving, moving_labels = cb.cross_brain_slice(moving3, moving_labels3, fixed3, k)
+            index = cb.matching_slice(fixed3, k, moving3)
+            moving, moving_labels = _slice(moving3, index), _slice(moving_labels3, index)
             fixed, fixed_labels = _slice(fixed3, k), _slice(tissue3, k)
             fixed, fixed_labels, moving, moving_labels = in_plane(fixed, fixed_labels, moving, moving_labels)
             images.append(SourceImage(f"{moving_name}_to_{case.name}", moving, fixed, moving_labels,
                                       fixed_labels, {"k": k, "moving_brain": moving_name}))
             continue
         for first, last in case.meta.get("slabs") or [[0, fixed3.spatial_shape[2] - 1]]:
-            moving, moving_labels = cb.cross_brain_slab(moving3, moving_labels3, fixed3, first, last)
+            lo, hi = sorted(cb.matching_slice(fixed3, k, moving3) for k in (first, last))
+            moving, moving_labels = _crop_k(moving3, lo, hi), _crop_k(moving_labels3, lo, hi)
             images.append(SourceImage(f"{moving_name}_to_{case.name}_k{first:03d}-{last:03d}", moving,
                                       _crop_k(fixed3, first, last), moving_labels,
                                       _crop_k(tissue3, first, last),

@@ -11,7 +11,8 @@ Pairing. Both templates are in MNI space with axial planes that coincide: for an
 world ``z``, the moving slice is the second brain's axial slice at the same ``z`` (refused when no
 slice lies within a quarter voxel of it, or when the second brain's third axis is not the SPM's).
 3D slabs take the second brain's slices between the slab's first and last ``z``. Each image keeps
-its own grid and world placement; every method works in world coordinates.
+its own grid and world placement; every method works in world coordinates. The slices and slabs
+themselves are cut by ``cases.py``'s helpers, as for every other brain case.
 
 Labels. The second brain has only grey and white matter (``icbm.py``). The SPM labels are
 therefore re-derived **with the same rule** from the SPM grey and white probability maps
@@ -27,10 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from firereg.data.image import Image
-from firereg.data.io import read_image, read_labels
+from firereg.data.io import read_image
 
-__all__ = ["CROSS_BRAIN_LABELS", "moving_brain_root", "fixed_tissue_labels", "matching_slice",
-           "cross_brain_slice", "cross_brain_slab", "read_moving_brain"]
+__all__ = ["CROSS_BRAIN_LABELS", "moving_brain_root", "fixed_tissue_labels", "matching_slice"]
 
 CROSS_BRAIN_LABELS = {1: "grey matter", 3: "white matter"}
 """The structures a cross-brain pair is scored on (values of the SPM/ICBM label tables)."""
@@ -82,40 +82,3 @@ def matching_slice(fixed3: Image, k: int, moving3: Image) -> int:
         raise ValueError(f"moving_brain: no slice at the world z of fixed slice {k} (it would be at "
                          f"{position:.2f} of 0..{depth - 1})")
     return index
-
-
-def cross_brain_slice(moving3: Image, moving_labels3: Image, fixed3: Image, k: int) -> tuple[Image, Image]:
-    """The second brain's 2D image and labels at the world ``z`` of the fixed brain's slice ``k``."""
-    from firereg.data.sources.spm import slice_affine
-
-    index = matching_slice(fixed3, k, moving3)
-    out = []
-    for image in (moving3, moving_labels3):
-        source = f"{image.source}[z={index}]" if image.source else None
-        out.append(Image(np.ascontiguousarray(image.data[:, :, index]), slice_affine(image.affine, index), 2,
-                         source=source))
-    return out[0], out[1]
-
-
-def cross_brain_slab(moving3: Image, moving_labels3: Image, fixed3: Image, first: int,
-                     last: int) -> tuple[Image, Image]:
-    """The second brain's 3D crop spanning the world ``z`` of the fixed slab ``first..last``."""
-    from firereg.data.sources.spm import slice_affine
-
-    ends = sorted((matching_slice(fixed3, first, moving3), matching_slice(fixed3, last, moving3)))
-    out = []
-    for image in (moving3, moving_labels3):
-        data = np.ascontiguousarray(image.data[:, :, ends[0]:ends[1] + 1])
-        out.append(Image(data, slice_affine(image.affine, ends[0]), 3, source=image.source))
-    return out[0], out[1]
-
-
-def read_moving_brain(root: Path, modality: str) -> tuple[Image, Image, str]:
-    """The second brain's 3D ``modality`` image, its labels and its dataset name."""
-    from firereg.data.sources.icbm import icbm_cases
-
-    case = icbm_cases(root)[0]
-    for key, path in case.images.items():
-        if key.casefold() == modality.casefold():
-            return read_image(path, ndim=3), read_labels(case.labels, ndim=3), root.name
-    raise ValueError(f"moving_brain {root}: no {modality} image (has {', '.join(sorted(case.images))})")
