@@ -167,18 +167,19 @@ GPU_TIMED = ("fire_affine", "fire")
 """The FIRE methods timed a second time on a GPU (Table 4's FIRE-GPU columns)."""
 
 
+def _wants_gpu_timing(config: EvaluationConfig, device: str) -> bool:
+    return config.gpu_timing and device == "cpu" and any(m in config.methods for m in GPU_TIMED)
+
+
 def default_gpu_device(config: EvaluationConfig, device: str) -> str | None:
-    """"cuda" when FIRE runs on the CPU, ``config.gpu_timing`` is on and a CUDA device is present."""
-    if not config.gpu_timing or device != "cpu" or not config.uses_fire:
-        return None
-    return "cuda" if torch.cuda.is_available() else None
+    """"cuda" when FIRE runs on the CPU, ``config.gpu_timing`` is on, a method of :data:`GPU_TIMED`
+    is configured and a CUDA device is present."""
+    return "cuda" if _wants_gpu_timing(config, device) and torch.cuda.is_available() else None
 
 
 def gpu_note(config: EvaluationConfig, device: str) -> str | None:
     """What the timing table says when it has no FIRE-GPU columns (None: nothing to say)."""
-    if not config.gpu_timing or device != "cpu" or not any(m in config.methods for m in GPU_TIMED):
-        return None
-    if default_gpu_device(config, device) is None:
+    if _wants_gpu_timing(config, device) and not torch.cuda.is_available():
         return "FIRE on a GPU: not timed, no CUDA device on this machine"
     return None
 
