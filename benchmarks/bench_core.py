@@ -84,28 +84,18 @@ def main() -> None:
         print(row, flush=True)
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def memory_worker(ndim: int, size: tuple[int, ...], width: int, mode: str, device: torch.device) -> None:
     """In a fresh process: build the model and inputs, run one ``mode`` pass ("train" or "infer"),
     print ``{"mb": peak growth}`` as one JSON line."""
-    torch.manual_seed(0)
-    model = FireModel(ModelConfig(ndim=ndim, width=width)).to(device)
-    opts = build_optimizers(model)
-    x_a = torch.rand(1, 1, *size, device=device) * 2 - 1
-    x_b = torch.rand(1, 1, *size, device=device) * 2 - 1
+    from proc_status import status_kb  # a sibling module: this runs as a script, in a subprocess
+
+    model, opts, x_a, x_b = _setup(ndim, size, width, device)
     if device.type == "cuda":
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
     else:
-        base = _status_kb("VmRSS") * 1024
+        base = status_kb("VmRSS") * 1024
     if mode == "train":
         training_step(model, opts, x_a, x_b)
     else:
@@ -115,7 +105,7 @@ def memory_worker(ndim: int, size: tuple[int, ...], width: int, mode: str, devic
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
     else:
-        peak = _status_kb("VmHWM") * 1024
+        peak = status_kb("VmHWM") * 1024
     print(json.dumps({"mb": (peak - base) / 2**20}))
 
 
@@ -129,13 +119,18 @@ def measure_memory(ndim: int, size: tuple[int, ...], width: int, mode: str, args
     return float(json.loads(done.stdout.strip().splitlines()[-1])["mb"])
 
 
-def _measure(ndim: int, size: tuple[int, ...], width: int, device: torch.device, repeats: int):
-    """(parameter count, training-step timing, inference timing) for one configuration."""
+def _setup(ndim: int, size: tuple[int, ...], width: int, device: torch.device):
+    """A seeded model, its optimizers and two random ``(1, 1, *size)`` inputs in [-1, 1]."""
     torch.manual_seed(0)
     model = FireModel(ModelConfig(ndim=ndim, width=width)).to(device)
-    opts = build_optimizers(model)
     x_a = torch.rand(1, 1, *size, device=device) * 2 - 1
     x_b = torch.rand(1, 1, *size, device=device) * 2 - 1
+    return model, build_optimizers(model), x_a, x_b
+
+
+def _measure(ndim: int, size: tuple[int, ...], width: int, device: torch.device, repeats: int):
+    """(parameter count, training-step timing, inference timing) for one configuration."""
+    model, opts, x_a, x_b = _setup(ndim, size, width, device)
 
     def sync() -> None:
         if device.type == "cuda":

@@ -159,21 +159,16 @@ def summarize(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 
 
 # --------------------------------------------------------------------------- memory (subprocess)
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def memory_worker(moving_path: str, fixed_path: str, spacing: float, threads: int) -> None:
     """Run in a fresh process: register once and print peak memory as one JSON line."""
     import resource
 
+    from proc_status import status_kb  # a sibling module: this runs as a script, in a subprocess
+
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = FireModel(CONFIG_3D).eval()
-    baseline_kb = _status_kb("VmRSS")  # after imports and model construction
+    baseline_kb = status_kb("VmRSS")  # after imports and model construction
     moving, fixed = read_image(moving_path, ndim=3), read_image(fixed_path, ndim=3)
     config = PreprocessConfig(spacing=spacing)
     start = time.perf_counter()
@@ -182,7 +177,7 @@ def memory_worker(moving_path: str, fixed_path: str, spacing: float, threads: in
     print(json.dumps({
         "input_shape": list(fixed.spatial_shape), "input_spacing_mm": list(fixed.spacing),
         "model_grid_shape": result.report["model_grid_shape"], "spacing_mm": spacing,
-        "baseline_rss_mb": baseline_kb / 1024, "peak_rss_mb": _status_kb("VmHWM") / 1024,
+        "baseline_rss_mb": baseline_kb / 1024, "peak_rss_mb": status_kb("VmHWM") / 1024,
         "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "seconds": seconds, "threads": torch.get_num_threads()}))
 
