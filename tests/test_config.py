@@ -10,6 +10,7 @@ def test_defaults_are_the_papers():
     assert model.width == 64 and model.feature_channels == 256
     assert model.resolved_affine_channels == (8, 16, 20)
     assert model.affine_kernels == (7, 5, 2)
+    assert (model.stem_kernel, model.res_blocks) == (7, 4)
     assert (optim.lr_affine, optim.lr_nonrigid, optim.lr_synthesis) == (1e-5, 5e-5, 1e-4)
 
 
@@ -20,7 +21,9 @@ def test_affine_widths_scale_with_width_but_keep_a_floor():
 
 
 @pytest.mark.parametrize("kwargs", [{"ndim": 4}, {"width": 0}, {"in_channels": -1},
-                                    {"affine_channels": (1, 2)}, {"padding_mode": "circularish"}])
+                                    {"affine_channels": (1, 2)}, {"padding_mode": "circularish"},
+                                    {"stem_kernel": 4}, {"stem_kernel": 0}, {"stem_kernel": 3.0},
+                                    {"res_blocks": -1}, {"res_blocks": True}])
 def test_bad_model_values_are_refused(kwargs):
     with pytest.raises(ConfigError, match="ModelConfig"):
         ModelConfig(**kwargs)

@@ -56,6 +56,15 @@ class ModelConfig:
         diffeomorphic: T_nr's output is a stationary velocity field, integrated by scaling and
             squaring (``firereg.spatial.velocity``) into ``phi_nr``; a model trained this way says
             so in its checkpoint's config.
+        stem_kernel: kernel of the two full-resolution conv blocks: G's first block and each
+            decoder's block before its 1x1 output conv (7 in the paper). An odd int. They run on
+            every image voxel, so their cost grows as ``stem_kernel^d`` (in 3D 343 taps at 7
+            against 27 at 3); a smaller kernel also sees a smaller neighbourhood. Measured
+            training speed: docs/benchmarks.md, "Training throughput".
+        res_blocks: residual blocks of G at 1/4 resolution (4 by default; the decoders keep
+            their four). Each costs two 3^d convolutions of ``4 * width`` channels
+            (``2 * 3^d * (4 * width)^2`` weights) per pass of G, which runs on 8 images per
+            training pair; fewer blocks make G shallower, with a smaller receptive field.
     """
 
     ndim: int = 2
@@ -68,6 +77,8 @@ class ModelConfig:
     padding_mode: str = "reflect"
     affine_pooling: str = "mean"
     diffeomorphic: bool = False
+    stem_kernel: int = 7
+    res_blocks: int = 4
 
     def __post_init__(self) -> None:
         if self.ndim not in (2, 3):
@@ -84,6 +95,14 @@ class ModelConfig:
             object.__setattr__(self, name, value)
             if len(value) != 3 or any(not isinstance(v, int) or v < 1 for v in value):
                 raise ConfigError(f"ModelConfig.{name} must be 3 positive ints, got {value!r}")
+        if (not isinstance(self.stem_kernel, int) or isinstance(self.stem_kernel, bool)
+                or self.stem_kernel < 1 or self.stem_kernel % 2 == 0):
+            raise ConfigError(f"ModelConfig.stem_kernel must be an odd positive int (the blocks keep "
+                              f"the image size), got {self.stem_kernel!r}")
+        if (not isinstance(self.res_blocks, int) or isinstance(self.res_blocks, bool)
+                or self.res_blocks < 0):
+            raise ConfigError(f"ModelConfig.res_blocks must be a non-negative int, got "
+                              f"{self.res_blocks!r}")
         if self.affine_hidden is not None and (
             not isinstance(self.affine_hidden, int) or self.affine_hidden < 1
         ):

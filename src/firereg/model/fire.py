@@ -100,13 +100,14 @@ class FireModel(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.encoder = Encoder(c.ndim, c.in_channels, c.width, padding_mode=c.padding_mode)
+        self.encoder = Encoder(c.ndim, c.in_channels, c.width, num_res_blocks=c.res_blocks,
+                               stem_kernel=c.stem_kernel, padding_mode=c.padding_mode)
         self.decoder_ab = Decoder(c.ndim, c.width, c.in_channels,
                                   synthesis_channels=c.synthesis_channels,
-                                  padding_mode=c.padding_mode)
+                                  head_kernel=c.stem_kernel, padding_mode=c.padding_mode)
         self.decoder_ba = Decoder(c.ndim, c.width, c.in_channels,
                                   synthesis_channels=c.synthesis_channels,
-                                  padding_mode=c.padding_mode)
+                                  head_kernel=c.stem_kernel, padding_mode=c.padding_mode)
         self.transform_ab = TransformationNet(c)
         self.transform_ba = TransformationNet(c)
 
