@@ -22,12 +22,13 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 
-from firereg.config import ModelConfig
+from firereg.config import ModelConfig, OptimConfig
 from firereg.model import FireModel
-from firereg.training import build_optimizers, training_step
+from firereg.training import FireOptimizers, build_optimizers, training_step
 
 CASES_FULL = [
     (2, (96, 112), 16), (2, (96, 112), 32), (2, (96, 112), 64),
@@ -37,13 +38,20 @@ CASES_FULL = [
 CASES_QUICK = [(2, (96, 112), 16), (3, (48, 56, 48), 8)]
 
 
-def _time(fn, repeats: int) -> tuple[float, float]:
-    fn()  # warm-up
+def time_samples(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn``, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - start)
+    return samples
+
+
+def _time(fn, repeats: int) -> tuple[float, float]:
+    samples = time_samples(fn, repeats)
     return statistics.mean(samples), (statistics.stdev(samples) if len(samples) > 1 else 0.0)
 
 
@@ -87,26 +95,16 @@ def main() -> None:
 def memory_worker(ndim: int, size: tuple[int, ...], width: int, mode: str, device: torch.device) -> None:
     """In a fresh process: build the model and inputs, run one ``mode`` pass ("train" or "infer"),
     print ``{"mb": peak growth}`` as one JSON line."""
-    from proc_status import status_kb  # a sibling module: this runs as a script, in a subprocess
+    from proc_status import PeakMemory  # a sibling module: this runs as a script, in a subprocess
 
     model, opts, x_a, x_b = _setup(ndim, size, width, device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        base = status_kb("VmRSS") * 1024
+    memory = PeakMemory(device.type)
     if mode == "train":
         training_step(model, opts, x_a, x_b)
     else:
         with torch.inference_mode():
             model.register(x_a, x_b, "ab")
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = status_kb("VmHWM") * 1024
-    print(json.dumps({"mb": (peak - base) / 2**20}))
+    print(json.dumps({"mb": memory.growth_mb()}))
 
 
 def measure_memory(ndim: int, size: tuple[int, ...], width: int, mode: str, args) -> float:
@@ -119,13 +117,20 @@ def measure_memory(ndim: int, size: tuple[int, ...], width: int, mode: str, args
     return float(json.loads(done.stdout.strip().splitlines()[-1])["mb"])
 
 
-def _setup(ndim: int, size: tuple[int, ...], width: int, device: torch.device):
-    """A seeded model, its optimizers and two random ``(1, 1, *size)`` inputs in [-1, 1]."""
+def seeded_setup(config: ModelConfig, size: tuple[int, ...], device: torch.device, *,
+                 batch: int = 1, optim: OptimConfig | None = None
+                 ) -> tuple[FireModel, FireOptimizers, torch.Tensor, torch.Tensor]:
+    """A model seeded with 0, its optimizers and two random ``(batch, 1, *size)`` inputs in [-1, 1]."""
     torch.manual_seed(0)
-    model = FireModel(ModelConfig(ndim=ndim, width=width)).to(device)
-    x_a = torch.rand(1, 1, *size, device=device) * 2 - 1
-    x_b = torch.rand(1, 1, *size, device=device) * 2 - 1
-    return model, build_optimizers(model), x_a, x_b
+    model = FireModel(config).to(device)
+    x_a = torch.rand(batch, 1, *size, device=device) * 2 - 1
+    x_b = torch.rand(batch, 1, *size, device=device) * 2 - 1
+    return model, build_optimizers(model, optim), x_a, x_b
+
+
+def _setup(ndim: int, size: tuple[int, ...], width: int, device: torch.device):
+    """:func:`seeded_setup` of the default model at ``ndim`` and ``width``, batch 1."""
+    return seeded_setup(ModelConfig(ndim=ndim, width=width), size, device)
 
 
 def _measure(ndim: int, size: tuple[int, ...], width: int, device: torch.device, repeats: int):

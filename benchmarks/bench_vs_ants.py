@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from proc_status import cpu_model, load_average, status_kb  # a sibling module: run as a script
 from scipy import ndimage
 
 from firereg.config import ModelConfig
@@ -62,20 +63,6 @@ ROTATION_DEG, SHIFT_VOXELS = 4.0, (3.0, -2.0, 1.0)
 
 
 # --------------------------------------------------------------------------- machine and data
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def dataset_dir() -> Path:
     cache = os.environ.get("FIREREG_CACHE")
     if not cache:
@@ -162,8 +149,6 @@ def summarize(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 def memory_worker(moving_path: str, fixed_path: str, spacing: float, threads: int) -> None:
     """Run in a fresh process: register once and print peak memory as one JSON line."""
     import resource
-
-    from proc_status import status_kb  # a sibling module: this runs as a script, in a subprocess
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
