@@ -101,7 +101,8 @@ def test_every_shipped_experiment_config_loads():
     names = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
     assert names == ["brain_2d_pd_t2", "brain_2d_t1_t2", "brain_3d_t1_t2", "cardiac_2d_es_ed",
                      "cross_brain_2d_t1_t2", "cross_brain_2d_t1_t2_network", "demo_brain_2d_t1_t2",
-                     "diffeo_model_brain_2d_t1_t2", "robust_brain_2d_t1_t2_large"]
+                     "diffeo_model_brain_2d_t1_t2", "heldout_individual_2d_t1",
+                     "heldout_individual_robex_2d_t1", "robust_brain_2d_t1_t2_large"]
     network = load_config(EXPERIMENTS / "cross_brain_2d_t1_t2_network.yaml")
     assert "fire_refine_network" in network.methods and network.moving_brain == "icbm152_2009a"
     assert load_config(EXPERIMENTS / "diffeo_model_brain_2d_t1_t2.yaml").model == "t1-t2-2d-diffeo"

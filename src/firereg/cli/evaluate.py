@@ -8,7 +8,8 @@ __all__ = ["run_evaluate", "print_outcome"]
 
 
 def print_outcome(outcome, *, out: str) -> None:
-    """The Dice table, the time per pair of each method, and where the files are."""
+    """The first table (Dice; NCC and endpoint error for kind individual), the time per pair of
+    each method, and where the files are."""
     from firereg.evaluation.experiment_config import METHOD_LABELS
     from firereg.evaluation.tables import to_text
 
@@ -20,7 +21,7 @@ def print_outcome(outcome, *, out: str) -> None:
     for note in outcome.tables[0].notes:
         print(f"  {note}")
     print()
-    metrics = {name: cells for name, cells in outcome.tables[1].rows}
+    metrics = {name: cells for name, cells in next(t for t in outcome.tables if t.key == "metrics").rows}
     columns = [METHOD_LABELS[m] for m in outcome.config.methods]
     print("time per pair (s), mean (SD): registration | total")
     width = max(len(c) for c in columns)

@@ -21,6 +21,11 @@ volumes. No transform is added: the heart's motion is the misalignment.
 2D slices are re-expressed in their own plane (:func:`in_plane`): the world is rotated so that the
 plane is axial, a rigid motion that changes no distance, angle or what the model sees, and lets
 ANTs (whose 2D images live in the x-y plane) register oblique cardiac slices.
+
+**Individual** (held out, no labels; :mod:`firereg.evaluation.individual`): the individual's T1
+on the model grid (axial slices or the volume), its brain or head mask as the label map; pairs
+are made as for the brain kind, with moving and fixed the same untransformed image before the
+transform.
 """
 
 from __future__ import annotations
@@ -300,10 +305,18 @@ def _cardiac_images(config: EvaluationConfig) -> tuple[list[SourceImage], DataIn
 
 # --- the cases -------------------------------------------------------------------------------
 
-def source_images(config: EvaluationConfig) -> tuple[list[SourceImage], DataInfo]:
-    """Every image of the configured split (before ``max_images``), and what the data are."""
+def source_images(config: EvaluationConfig,
+                  spacing: float | None = None) -> tuple[list[SourceImage], DataInfo]:
+    """Every image of the configured split (before ``max_images``), and what the data are.
+
+    ``spacing``: the model grid's, in mm; kind individual resamples onto it (None: the config's).
+    """
     if config.kind == "brain":
         return _brain_images(config)
+    if config.kind == "individual":
+        from firereg.evaluation.individual import individual_images
+
+        return individual_images(config, spacing if spacing is not None else config.spacing)
     return _cardiac_images(config)
 
 

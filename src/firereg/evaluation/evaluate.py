@@ -48,8 +48,11 @@ def resolve_model(config: EvaluationConfig, where: str = "config"):
         raise ValueError(f"{where}: model {config.model!r} is not shipped with this install (shipped: "
                          f"{shipped}) and is not a checkpoint or run folder; train it, or set model "
                          "to a checkpoint path")
+    same = config.modality_moving.casefold() == config.modality_fixed.casefold()
+    # one modality (T1 -> T1) with no model of its own: both images through the model's matching
+    # side, as `register --refine` does (docs/refinement.md "intra-modal")
     selection = select_model(config.model, ndim=config.dims, moving_modality=config.modality_moving,
-                             fixed_modality=config.modality_fixed)
+                             fixed_modality=config.modality_fixed, intra_modal=same)
     spacing = config.spacing if config.spacing is not None else (
         selection.card.spacing_mm if selection.card is not None else None)
     if spacing is None:
@@ -60,7 +63,7 @@ def resolve_model(config: EvaluationConfig, where: str = "config"):
 
 def _summary(config: EvaluationConfig, run: ExperimentRun, n_images: int, n_total: int, selection,
              spacing: float | None, device: str) -> list[str]:
-    per_image = f" x {config.transforms} random transforms" if config.kind == "brain" else ""
+    per_image = f" x {config.transforms} random transforms" if config.kind != "cardiac" else ""
     what = "slices" if config.dims == 2 else "volumes"
     lines = [f"{len(run.records)} pairs: {n_images} of the {n_total} {config.dims}D {config.split} {what}"
              f"{per_image} (protocol seed {config.protocol.seed})",
@@ -96,7 +99,7 @@ def run_evaluation(config: EvaluationConfig, out: str | Path, *, overwrite: bool
         except ImportError as exc:  # one line, as every user-facing error
             raise ValueError(f"{where}: the ANTs methods need antspyx ({exc}); install it, or remove "
                              "ants_affine and ants_syn from methods") from None
-    images, data = source_images(config)
+    images, data = source_images(config, spacing)
     cases = build_cases(config, images)
     if selection is not None:
         model = selection.load(device=device)
@@ -104,7 +107,7 @@ def run_evaluation(config: EvaluationConfig, out: str | Path, *, overwrite: bool
     run = run_experiment(config, cases, model=model, selection=selection, spacing=spacing, progress=progress)
     machine["load_average_1min_end"] = machine_info(config, device).get("load_average_1min")
     tables = build_tables(run.records, config.methods, list(config.label_table.values()), device,
-                          gpu_note(config, device))
+                          gpu_note(config, device), similarity=config.kind == "individual")
     n_images = len(selected_indices(len(images), config.protocol.max_images))
     summary = _summary(config, run, n_images, len(images), selection, spacing, device)
     model_info = None

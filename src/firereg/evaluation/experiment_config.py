@@ -4,7 +4,7 @@ One YAML file, every key checked: an unknown key, method, kind or out-of-range v
 name (:class:`~firereg.config.ConfigError`, a ``ValueError``). Example (the demo's)::
 
     name: demo_brain_2d_t1_t2
-    kind: brain                  # brain (SPM avg152 layout) | cardiac (ACDC layout)
+    kind: brain                  # brain (SPM avg152 layout) | cardiac (ACDC layout) | individual
     model: t1-t2-2d              # a shipped model's name, a checkpoint folder or a run folder
     modality_moving: T1
     modality_fixed: T2
@@ -25,6 +25,11 @@ transforms each and are scored on the paper's three structures (brain stem, cere
 matter); cardiac pairs are ES -> ED with no added transform, scored on the LV cavity and the
 myocardium (Table 3). ANTs SyN uses mutual information when the modalities differ and
 cross-correlation when they are the same.
+
+Kind ``individual`` (:mod:`firereg.evaluation.individual`): one held-out individual's T1
+(``individual: ds000240-sub-01``), no labels; moving = its slice or volume under a known random
+transform, fixed = the same image untransformed; scored by NCC and endpoint error (and Dice of
+its brain or head mask).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ docs/refinement.md)."""
 METHOD_LABELS = {"unaligned": "unaligned", "ants_affine": "ANTs-affine", "fire_affine": "FIRE-affine",
                  "ants_syn": "ANTs-SyN", "fire": "FIRE", "fire_refine": "FIRE+refine",
                  "fire_refine_diffeo": "FIRE+refine (diffeo)", "fire_refine_network": "FIRE+refine (network)"}
-KINDS = ("brain", "cardiac")
+KINDS = ("brain", "cardiac", "individual")
 DEVICES = ("cpu", "cuda", "auto")
 SPLITS = ("train", "val", "test")
 BRAIN_TRANSFORMS = 20
@@ -58,6 +63,7 @@ BRAIN_TRANSFORMS = 20
 # the paper's structures (§4.1: BS, CE, WHM; §4.2 Table 3: LVe, Myo), in firereg's label values
 _BRAIN_LABELS = {8: "brain stem", 7: "cerebellum", 3: "white matter"}
 _CARDIAC_LABELS = {3: "LV cavity", 2: "myocardium"}
+_INDIVIDUAL_LABELS = {1: "brain/head mask"}  # the scoring mask, carried as a label map
 
 # keyword arguments of the ANTs baselines a config may set (the rest is fixed by the runner)
 _ANTS_FIXED = {"moving", "fixed", "moving_labels", "threads", "seed", "work_dir", "metric"}
@@ -185,6 +191,10 @@ class EvaluationConfig:
             (:mod:`firereg.evaluation.cross_brain`); None: the moving image is the SPM brain's.
         gpu_timing: when FIRE runs on the CPU and a CUDA device is present, also time FIRE-affine
             and FIRE on the GPU (Table 4's FIRE-GPU columns); the scores are the CPU run's.
+        individual: kind individual only: the held-out individual, a name of
+            ``<cache>/datasets/heldout_individuals`` (e.g. ``ds000240-sub-01``) or a folder holding
+            ``t1.nii.gz`` (and optionally ``brain_mask.nii.gz``). ``data_root`` then names the
+            folder of the individuals (None: the prepared one).
     """
 
     name: str
@@ -204,6 +214,7 @@ class EvaluationConfig:
     torch_threads: int | None = None
     moving_brain: str | None = None
     gpu_timing: bool = True
+    individual: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -213,11 +224,24 @@ class EvaluationConfig:
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError(f"model must be a shipped model's name or a checkpoint path, got "
                               f"{self.model!r}")
+        if self.kind == "individual":
+            for key in ("modality_moving", "modality_fixed"):
+                value = getattr(self, key)
+                if value is None:
+                    object.__setattr__(self, key, "T1")
+                elif not isinstance(value, str) or value.casefold() != "t1":
+                    raise ConfigError(f"{key} must be 'T1' (or absent) for kind individual: the held-out "
+                                      f"individuals have a T1 only, got {value!r}")
+            if not isinstance(self.individual, str) or not self.individual.strip():
+                raise ConfigError("individual is required for kind individual: a name of the prepared "
+                                  "heldout_individuals (ds000240-sub-01, robex-ref) or a folder")
+        elif self.individual is not None:
+            raise ConfigError("individual is for kind individual only")
         if self.kind == "brain":
             for key in ("modality_moving", "modality_fixed"):
                 if not isinstance(getattr(self, key), str) or not getattr(self, key).strip():
                     raise ConfigError(f"{key} is required for kind brain (e.g. T1, T2, PD)")
-        else:
+        elif self.kind == "cardiac":
             for key in ("modality_moving", "modality_fixed"):
                 value = getattr(self, key)
                 if value is None:
@@ -279,10 +303,10 @@ class EvaluationConfig:
 
     @property
     def transforms(self) -> int:
-        """Transforms per image: the configured count, else 20 (brain) or 1 (cardiac)."""
+        """Transforms per image: the configured count, else 20 (brain, individual) or 1 (cardiac)."""
         if self.protocol.transforms_per_image is not None:
             return self.protocol.transforms_per_image
-        return BRAIN_TRANSFORMS if self.kind == "brain" else 1
+        return 1 if self.kind == "cardiac" else BRAIN_TRANSFORMS
 
     @property
     def label_table(self) -> dict[int, str]:
@@ -293,6 +317,8 @@ class EvaluationConfig:
             from firereg.evaluation.cross_brain import CROSS_BRAIN_LABELS
 
             return dict(CROSS_BRAIN_LABELS)
+        if self.kind == "individual":
+            return dict(_INDIVIDUAL_LABELS)
         return dict(_BRAIN_LABELS if self.kind == "brain" else _CARDIAC_LABELS)
 
     @property
@@ -339,6 +365,7 @@ class EvaluationConfig:
                      "affine": dict(self.ants.affine), "syn": dict(self.ants.syn)},
             "device": self.device, "torch_threads": self.torch_threads,
             "moving_brain": self.moving_brain, "gpu_timing": self.gpu_timing,
+            "individual": self.individual,
         }
 
 

@@ -47,20 +47,23 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def box_plot_png(records: Sequence[dict[str, Any]], methods: Sequence[str], title: str) -> bytes:
-    """A box plot of the per-case mean Dice (%) of each method."""
+def box_plot_png(records: Sequence[dict[str, Any]], methods: Sequence[str], title: str, *,
+                 key: str = "mean_dice", scale: float = 100.0, ylabel: str = "mean Dice per case (%)",
+                 ylim: tuple[float, float] | None = (0, 100)) -> bytes:
+    """A box plot of a per-case score of each method (default: the mean Dice in %)."""
     plt = _pyplot()
     data, names = [], []
     for method in methods:
-        values = [100.0 * r["methods"][method]["mean_dice"] for r in records
+        values = [scale * r["methods"][method][key] for r in records
                   if "error" not in r["methods"].get(method, {"error": 1})
-                  and r["methods"][method].get("mean_dice") is not None]
+                  and r["methods"][method].get(key) is not None]
         data.append(values or [float("nan")])
         names.append(f"{METHOD_LABELS[method]}\n(n={len(values)})")
     fig, ax = plt.subplots(figsize=(1.6 * len(methods) + 2.0, 4.0))
     ax.boxplot(data, tick_labels=names, showmeans=True)
-    ax.set_ylabel("mean Dice per case (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()

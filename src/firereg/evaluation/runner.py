@@ -31,6 +31,9 @@ Per case and method (:func:`score`):
   (:mod:`firereg.evaluation.deformation`);
 * **inverse-consistency error** in mm: FIRE's ``register_pair`` report (``phi_BA o phi_AB`` on
   the fixed model grid); null for ANTs and unaligned (not computed);
+* **NCC** and **endpoint error** (mm), kind individual only: the moving image warped by the whole
+  transform against the fixed (ground-truth aligned) image, and the transform against the known
+  one, inside the fixed mask (:mod:`firereg.evaluation.individual`);
 * **GPU timing**: when FIRE runs on the CPU, ``gpu_timing`` is on (the default) and a CUDA device
   is present, FIRE-affine and FIRE run a second time on the GPU, timed the same way
   (``gpu_timing`` in the case's scores; the scores themselves are the CPU run's), for Table 4's
@@ -360,10 +363,17 @@ def _run(config: EvaluationConfig, cases: Sequence[EvalCase], *, model, selectio
             record = describe_case(case)
             record["methods"] = {}
             runs: dict[str, MethodRun] = {}
+            truth = None
             for method in config.methods:
                 try:
                     runs[method] = runner.run(method, case)
                     record["methods"][method] = score(case, runs[method], labels)
+                    if config.kind == "individual":  # no labels: NCC and endpoint error
+                        from firereg.evaluation.individual import case_truth, individual_scores
+
+                        truth = truth if truth is not None else case_truth(case)
+                        record["methods"][method].update(
+                            individual_scores(case, runs[method].displacement, truth))
                 except Exception as exc:  # one failure must not lose the run
                     message = f"{type(exc).__name__}: {exc}"
                     record["methods"][method] = {"error": message}

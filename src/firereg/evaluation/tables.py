@@ -6,6 +6,10 @@
 * **Transform quality and time**: HD95 per structure and its per-case mean over structures (mm),
   folding (% of voxels with ``det J <= 0``), log-Jacobian SD, inverse-consistency error (mm) and
   the time per pair (registration only, and total), per method.
+* **NCC and endpoint error** (kind individual: unlabelled held-out images under known transforms):
+  NCC of the warped moving image against the fixed image and the mean endpoint error (mm) of the
+  transform against the known one, inside the fixed mask, and the known transform's own mean
+  displacement (what ``unaligned`` scores), per method; placed first.
 * **Time per pair** (Table 4 layout): rows affine and non-rigid, columns FIRE on its device, FIRE
   on a GPU when the run also timed it there (``gpu_timing``), and ANTs, registration only and
   total, in seconds.
@@ -28,7 +32,8 @@ from typing import Any
 
 from firereg.evaluation.experiment_config import METHOD_LABELS
 
-__all__ = ["Table", "mean_sd", "format_cell", "dice_table", "metrics_table", "timing_table",
+__all__ = ["Table", "mean_sd", "format_cell", "dice_table", "similarity_table", "metrics_table",
+           "timing_table",
            "build_tables", "to_markdown", "to_text", "to_csv", "failures"]
 
 DASH = "-"
@@ -127,6 +132,18 @@ def dice_table(records: Sequence[dict[str, Any]], methods: Sequence[str], struct
     return table
 
 
+def similarity_table(records: Sequence[dict[str, Any]], methods: Sequence[str]) -> Table:
+    """NCC and endpoint error per method (kind individual, module docstring)."""
+    table = Table("similarity", "NCC and endpoint error against the known transform", "metric",
+                  _columns(methods))
+    rows = (("NCC in the mask", "ncc", 3), ("endpoint error (mm)", "endpoint_error_mm", 2),
+            ("known transform's mean displacement (mm)", "known_displacement_mm", 2))
+    for label, key, digits in rows:
+        table.add_row(label, [_values(records, m, lambda s, k=key: s.get(k)) for m in methods],
+                      digits=digits)
+    return table
+
+
 def _mean_hd95(scores: dict[str, Any]) -> float | None:
     values = [v for v in scores["hd95_mm"].values() if v is not None]
     return float(sum(values) / len(values)) if values else None
@@ -186,10 +203,14 @@ def timing_table(records: Sequence[dict[str, Any]], methods: Sequence[str], devi
 
 
 def build_tables(records: Sequence[dict[str, Any]], methods: Sequence[str], structures: Sequence[str],
-                 device: str, gpu_note: str | None = None) -> list[Table]:
-    """The three tables of a run (module docstring), with a note on failed cases."""
-    tables = [dice_table(records, methods, structures), metrics_table(records, methods, structures),
-              timing_table(records, methods, device, gpu_note)]
+                 device: str, gpu_note: str | None = None, *, similarity: bool = False) -> list[Table]:
+    """The tables of a run (module docstring), with a note on failed cases; ``similarity`` puts
+    the NCC and endpoint-error table first (kind individual; its Dice is that of the mask)."""
+    tables = [dice_table(records, methods, structures,
+                         title="Dice (%) of the scoring mask" if similarity else "Dice (%)"),
+              metrics_table(records, methods, structures), timing_table(records, methods, device, gpu_note)]
+    if similarity:
+        tables.insert(0, similarity_table(records, methods))
     failed = failures(records, methods)
     if failed:
         note = "failed cases (left out): " + ", ".join(f"{METHOD_LABELS[m]} {c}" for m, c in failed.items())
