@@ -28,6 +28,7 @@ def test_forward_shapes(ndim):
     expected = {
         "feat": features, "synth": image, "cycle": image, "image": image,
         "affine": (2, ndim, ndim + 1), "nonrigid": (2, ndim, *feat_size),
+        "phi": (2, ndim, *size),
     }
     for name, value in out.as_dict().items():
         if name.startswith("feat_") and "synth" not in name or name.startswith("feat_synth"):

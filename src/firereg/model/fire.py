@@ -59,6 +59,8 @@ class FireOutput:
     synth_a_image_affine: Tensor  # F_BA(G(x^B o phi_af^{B->A}))    (Eq. 12)
     image_a_cycle: Tensor  # x^A o phi_ab o phi_ba                  (Eq. 8)
     image_b_cycle: Tensor  # x^B o phi_ba o phi_ab                  (Eq. 8)
+    phi_ab: Tensor  # phi_af o phi_nr, (N, d, *S) on the image grid
+    phi_ba: Tensor  # the same for B -> A
 
     def as_dict(self) -> dict[str, Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -185,7 +187,7 @@ class FireModel(nn.Module):
             image_a_warped=image_a_warped, image_b_warped=image_b_warped,
             synth_b_image_warped=synth_b_image_warped, synth_a_image_warped=synth_a_image_warped,
             synth_b_image_affine=synth_b_image_affine, synth_a_image_affine=synth_a_image_affine,
-            image_a_cycle=image_a_cycle, image_b_cycle=image_b_cycle,
+            image_a_cycle=image_a_cycle, image_b_cycle=image_b_cycle, phi_ab=phi_ab, phi_ba=phi_ba,
         )
 
     # --------------------------------------------------------------- inference

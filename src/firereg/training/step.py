@@ -16,11 +16,15 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from firereg.losses import fire_objective
+from firereg.losses import fire_objective, l_known
 from firereg.model import FireModel
 from firereg.training.optimizers import FireOptimizers
 
-__all__ = ["training_step", "NonFiniteLossError"]
+__all__ = ["training_step", "NonFiniteLossError", "KnownTargets"]
+
+KnownTargets = dict[str, Tensor]
+"""``partner_b``, ``clean_b``, ``partner_a``, ``clean_a``, each ``(N, 1, *S)``: the targets of
+:func:`firereg.losses.l_known` (a :class:`firereg.data.synthesis.SynthBatch` has them)."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -29,11 +33,16 @@ class NonFiniteLossError(FloatingPointError):
 
 def training_step(model: FireModel, optimizers: FireOptimizers, x_a: Tensor, x_b: Tensor,
                   *, max_grad_norm: float | None = None,
-                  after_backward: Callable[[], None] | None = None) -> dict[str, float]:
+                  after_backward: Callable[[], None] | None = None,
+                  known: KnownTargets | None = None, known_weight: float = 0.0) -> dict[str, float]:
     """Compute every term of Eq. (1) on a batch of pairs and update the model.
 
     Args:
         x_a, x_b: ``(N, C, *S)`` images of modality A and B, normalized to [-1, 1].
+        known, known_weight: the targets of the known-transform term and its weight; the model
+            then minimises ``total + known_weight * l_known`` (a departure from §3.9, see
+            :mod:`firereg.losses.supervision`). Both terms are returned as ``l_known`` and
+            ``objective``; ``total`` stays Eq. (1).
         max_grad_norm: if given, clip the gradient norm of each optimizer's group to it.
         after_backward: called between ``backward`` and the optimizer steps (e.g. to average
             gradients across processes).
@@ -46,8 +55,16 @@ def training_step(model: FireModel, optimizers: FireOptimizers, x_a: Tensor, x_b
     """
     model.train()
     optimizers.zero_grad()
-    terms = fire_objective(model(x_a, x_b), x_a, x_b)
+    out = model(x_a, x_b)
+    terms = fire_objective(out, x_a, x_b)
     total = terms["total"]
+    if known is not None:
+        terms["l_known"] = l_known(out.phi_ab, out.phi_ba, known["partner_b"], known["clean_b"],
+                                   known["partner_a"], known["clean_a"])
+        terms["known_weight"] = total.new_tensor(float(known_weight))
+        if known_weight > 0:
+            total = total + known_weight * terms["l_known"]
+        terms["objective"] = total
     if not bool(torch.isfinite(total.detach())):
         values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
         raise NonFiniteLossError(
