@@ -3,6 +3,7 @@ train sections, every key checked (unknown keys and out-of-range values are refu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,10 @@ import yaml
 
 from firereg.config import ConfigError, ModelConfig, OptimConfig, from_dict, to_dict
 
-__all__ = ["DataConfig", "CurriculumConfig", "TrainConfig", "ExperimentConfig", "load_experiment",
-           "save_experiment", "SOURCES"]
+__all__ = ["DataConfig", "CurriculumConfig", "SupervisionConfig", "TrainConfig", "ExperimentConfig",
+           "load_experiment", "save_experiment", "SOURCES"]
 
-SOURCES = ("spm", "mrbrains", "acdc", "phantom")
+SOURCES = ("spm", "mrbrains", "acdc", "phantom", "synth")
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,10 @@ class DataConfig:
 
     Attributes:
         source: "spm" (the offline avg152 brain, built by ``firereg data prepare``), "mrbrains"
-            (MRBrainS13/18 under ``root``), "acdc" (ACDC under ``root``) or "phantom" (the
-            synthetic cine tree under ``root``, or the prepared one when ``root`` is None).
+            (MRBrainS13/18 under ``root``), "acdc" (ACDC under ``root``), "phantom" (the
+            synthetic cine tree under ``root``, or the prepared one when ``root`` is None) or
+            "synth" (subjects made from the offline ``synth_bank`` by the synthesizer, on the
+            training device, as the ``synthesis`` section says; validated on the SPM val slab).
         root: dataset folder; None for the prepared offline data.
         modality_a, modality_b: e.g. "T1" and "T2" (brain); "cine" for cardiac data (A = B).
         dims: 2 (slices) or 3 (volumes).
@@ -91,6 +94,36 @@ class CurriculumConfig:
 
 
 @dataclass(frozen=True)
+class SupervisionConfig:
+    """The known-transform term (:func:`firereg.losses.l_known`), a departure from §3.9.
+
+    Its weight is ``weight`` for the first ``hold_steps``, then falls linearly to 0 over
+    ``anneal_steps`` (0: it stays at ``weight``). ``weight: 0`` is the paper's objective alone.
+    Only ``data.source: synth`` knows the transforms it needs.
+    """
+
+    weight: float = 0.0
+    hold_steps: int = 0
+    anneal_steps: int = 0
+
+    def __post_init__(self) -> None:
+        w = self.weight
+        if not isinstance(w, int | float) or isinstance(w, bool) or not math.isfinite(w) or not 0 <= w <= 100:
+            raise ConfigError(f"train.supervision.weight must be a number in [0, 100], got {w!r}")
+        object.__setattr__(self, "weight", float(w))
+        for name in ("hold_steps", "anneal_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"train.supervision.{name} must be an int >= 0, got {value!r}")
+
+    def weight_at(self, step: int) -> float:
+        """The term's weight at ``step`` (0-based)."""
+        if self.weight == 0 or step < self.hold_steps or self.anneal_steps == 0:
+            return self.weight
+        return self.weight * max(0.0, 1.0 - (step - self.hold_steps + 1) / self.anneal_steps)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """The loop: iterations (paper: 144,000), batch, validation, checkpoints, logs.
 
@@ -111,10 +144,13 @@ class TrainConfig:
     max_grad_norm: float | None = None
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     init_from: str | None = None
+    supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.curriculum, dict):
             object.__setattr__(self, "curriculum", from_dict(CurriculumConfig, self.curriculum))
+        if isinstance(self.supervision, dict):
+            object.__setattr__(self, "supervision", from_dict(SupervisionConfig, self.supervision))
         for name, lo in (("iterations", 1), ("batch_size", 1), ("validate_every", 1),
                          ("validation_pairs", 1), ("checkpoint_every", 1), ("log_every", 1),
                          ("seed", 0), ("num_workers", 0)):
@@ -138,19 +174,30 @@ class ExperimentConfig:
     data: DataConfig
     augmentation: dict[str, Any]
     train: TrainConfig
+    synthesis: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.model.ndim != self.data.dims:
             raise ConfigError(f"model.ndim ({self.model.ndim}) must equal data.dims ({self.data.dims})")
+        synth = self.data.source == "synth"
+        if self.synthesis is not None and not synth:
+            raise ConfigError(f"the synthesis section needs data.source: synth (got {self.data.source!r})")
+        if self.train.supervision.weight > 0 and not synth:
+            raise ConfigError("train.supervision needs data.source: synth (only synthesized pairs know "
+                              "their true transform)")
 
     def to_dict(self) -> dict[str, Any]:
         train = to_dict(self.train)
         train["curriculum"] = to_dict(self.train.curriculum)
-        return {"model": to_dict(self.model), "optim": to_dict(self.optim),
-                "data": to_dict(self.data), "augmentation": dict(self.augmentation), "train": train}
+        train["supervision"] = to_dict(self.train.supervision)
+        out = {"model": to_dict(self.model), "optim": to_dict(self.optim),
+               "data": to_dict(self.data), "augmentation": dict(self.augmentation), "train": train}
+        if self.synthesis is not None:
+            out["synthesis"] = dict(self.synthesis)
+        return out
 
 
-SECTIONS = ("model", "optim", "data", "augmentation", "train")
+SECTIONS = ("model", "optim", "data", "augmentation", "train", "synthesis")
 
 
 def experiment_from_dict(data: dict[str, Any], where: str = "config") -> ExperimentConfig:
@@ -164,12 +211,19 @@ def experiment_from_dict(data: dict[str, Any], where: str = "config") -> Experim
         from firereg.data.augmentation import AugmentationConfig
 
         augmentation = from_dict(AugmentationConfig, data.get("augmentation"))
+        synthesis = None
+        source = (data.get("data") or {}).get("source") if isinstance(data.get("data"), dict) else None
+        if "synthesis" in data or source == "synth":
+            from firereg.data.synthesis.config import SynthesisConfig
+
+            synthesis = from_dict(SynthesisConfig, data.get("synthesis")).to_dict()
         return ExperimentConfig(
             model=from_dict(ModelConfig, data.get("model")),
             optim=from_dict(OptimConfig, data.get("optim")),
             data=from_dict(DataConfig, data.get("data")),
             augmentation=to_dict(augmentation),
             train=from_dict(TrainConfig, data.get("train")),
+            synthesis=synthesis,
         )
     except (ConfigError, TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc

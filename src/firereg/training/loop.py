@@ -36,6 +36,7 @@ __all__ = ["StepBatches", "TrainResult", "train", "validate", "PairAugmenter"]
 
 PairAugmenter = Callable[..., PairSample]  # (sample, *, seed, strength, aligned) -> sample
 CONFIG_NAME = "config.yaml"
+KNOWN_TERMS = ("l_known", "known_weight", "objective")  # logged for data.source: synth
 
 
 class StepBatches(Dataset):
@@ -173,6 +174,11 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
             raise ValueError(f"{out}: holds a previous run; pass --resume to continue it, or "
                              "choose another --out")
     torch.manual_seed(tc.seed)
+    synth = None
+    if config.data.source == "synth":
+        from firereg.training.synth_source import build_synth_source
+
+        synth = build_synth_source(config, ctx.device)  # refuses held-out brains before any write
     if datasets is None:
         from firereg.training.sources import build_datasets
 
@@ -197,11 +203,21 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
     val_samples = _validation_samples(datasets["val"], tc.validation_pairs, tc.seed, augment) \
         if ctx.is_main and "val" in datasets else []
 
-    batches = StepBatches(datasets["train"], tc.batch_size, tc.seed, augment=augment,
-                          curriculum=tc.curriculum, rank=ctx.rank, world_size=ctx.world_size)
-    loader = DataLoader(batches, batch_size=None, sampler=range(start, tc.iterations),
-                        num_workers=tc.num_workers, persistent_workers=False)
+    if synth is None:
+        batches = StepBatches(datasets["train"], tc.batch_size, tc.seed, augment=augment,
+                              curriculum=tc.curriculum, rank=ctx.rank, world_size=ctx.world_size)
+        loader = DataLoader(batches, batch_size=None, sampler=range(start, tc.iterations),
+                            num_workers=tc.num_workers, persistent_workers=False)
+    else:  # made on the training device, in this process: no loader workers to wait for
+        if tc.batch_size % ctx.world_size:
+            raise ValueError(f"train.batch_size ({tc.batch_size}) must be divisible by the number of "
+                             f"processes ({ctx.world_size})")
+        share = range(ctx.rank, tc.batch_size, ctx.world_size)
+        loader = (synth.batch(s, tc.batch_size, strength=tc.curriculum.strength(s),
+                              aligned=tc.curriculum.aligned(s), indices=share)
+                  for s in range(start, tc.iterations))
     log_path, val_path = out / "log.csv", out / "val.csv"
+    log_columns = ["step", "seconds", *TERM_NAMES] + (list(KNOWN_TERMS) if synth is not None else [])
     params = [p for p in model.parameters()]
     last_terms: dict[str, float] = {}
     last_val: dict[str, Any] = {}
@@ -210,16 +226,22 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
                disable=not (progress and ctx.is_main), dynamic_ncols=True)
     with bar:
         for step, batch in enumerate(loader, start=start):
-            x_a, x_b = batch["x_a"].to(ctx.device), batch["x_b"].to(ctx.device)
+            known = None
+            if synth is None:
+                x_a, x_b = batch["x_a"].to(ctx.device), batch["x_b"].to(ctx.device)
+            else:
+                x_a, x_b = batch.x_a, batch.x_b
+                known = {k: getattr(batch, k) for k in ("partner_b", "clean_b", "partner_a", "clean_a")}
             last_terms = training_step(model, optimizers, x_a, x_b, max_grad_norm=tc.max_grad_norm,
-                                       after_backward=lambda: ctx.average_gradients(params))
+                                       after_backward=lambda: ctx.average_gradients(params),
+                                       known=known, known_weight=tc.supervision.weight_at(step))
             done = step + 1
             bar.update(1)
             if ctx.is_main and (done % tc.log_every == 0 or done == tc.iterations):
                 bar.set_postfix(L=f"{last_terms['total']:.3f}", reg=f"{last_terms['l_reg_acc']:.3f}",
                                 syn=f"{last_terms['l_syn_acc']:.3f}",
                                 strength=f"{tc.curriculum.strength(step):.2f}")
-                _append_csv(log_path, ["step", "seconds", *TERM_NAMES],
+                _append_csv(log_path, log_columns,
                             {"step": done, "seconds": round(time.perf_counter() - begin, 3),
                              **last_terms})
             if ctx.is_main and val_samples and (done % tc.validate_every == 0 or done == tc.iterations):

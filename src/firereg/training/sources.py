@@ -24,11 +24,15 @@ def build_datasets(config: DataConfig, *, splits=("train", "val")):
     """``{split: dataset}`` of pairs for the requested splits, sharing one volume store.
 
     Brain sources give aligned modality pairs (misaligned later by augmentation); cardiac sources
-    give phase pairs: every phase -> ED for "train", ES -> ED with labels otherwise.
+    give phase pairs: every phase -> ED for "train", ES -> ED with labels otherwise. The
+    synthesized source has no "train" dataset (:mod:`firereg.training.synth_source` makes its
+    pairs); its validation pairs are the SPM avg152 ones.
     """
     store = VolumeStore(PreprocessConfig(spacing=config.spacing, shape=config.shape))
-    if config.source in ("spm", "mrbrains"):
-        if config.source == "spm":
+    if config.source == "synth":  # trains on synthesized pairs; validates on the SPM val slab
+        splits = tuple(s for s in splits if s != "train")
+    if config.source in ("spm", "mrbrains", "synth"):
+        if config.source in ("spm", "synth"):
             from firereg.data.sources.spm import spm_cases
 
             cases = spm_cases(Path(config.root) if config.root else _spm_root(config))
