@@ -459,6 +459,9 @@ def test_prepare_data_builds_everything_once(monkeypatch, tmp_path, design):
         raise AssertionError(f"pip was called: {args}")
 
     monkeypatch.setattr(cache_mod, "_run_pip", no_network)
+    # the datasets this test makes wheels for (synth_bank has its own test: test_synth_bank.py)
+    monkeypatch.setattr(prepare, "DATASETS", {n: prepare.DATASETS[n] for n in (
+        "spm_avg152", "icbm152_2009a", "cardiac_phantom")})
     from firereg.data.sources import phantom_dataset
     from firereg.data.sources.cardiac_phantom import PhantomConfig
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from firereg.data.sources import icbm, phantom_dataset, spm
+from firereg.data.sources import icbm, phantom_dataset, spm, synth_bank
 from firereg.data.sources import individuals as held_out_individuals
 from firereg.data.sources.cache import cache_dir, dataset_status, datasets_dir, read_done, reporter
 
@@ -38,6 +38,8 @@ DATASETS: dict[str, tuple[Callable[..., Path], Callable[..., Path], Callable[[],
     phantom_dataset.DATASET_NAME: (phantom_dataset.build_phantom_dataset,
                                    phantom_dataset.phantom_dataset_dir,
                                    phantom_dataset.expected_marker),
+    synth_bank.DATASET_NAME: (synth_bank.build_synth_bank, synth_bank.synth_bank_dir,
+                              synth_bank.expected_marker),
     held_out_individuals.DATASET_NAME: (held_out_individuals.build_individuals_dataset,
                                         held_out_individuals.individuals_dataset_dir,
                                         held_out_individuals.expected_marker),
