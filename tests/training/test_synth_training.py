@@ -10,8 +10,6 @@ import torch
 import yaml
 
 from firereg.config import ConfigError
-from firereg.data.augmentation import AugmentationConfig
-from firereg.data.synthesis import SynthesisConfig, SynthPairSource
 from firereg.losses import TERM_NAMES
 from firereg.training import synth_source
 from firereg.training.checkpoint import latest_checkpoint, load_model
@@ -36,15 +34,8 @@ def _config(**train) -> dict:
 
 @pytest.fixture
 def toy_source(monkeypatch, synth_bank_toy):
-    """Make build_synth_source return a source over the toy bank (still through the guard)."""
-    def build(config, device):
-        from firereg.data.sources.heldout import refuse_heldout
-
-        refuse_heldout(synth_bank_toy.files, "data.source synth")
-        return SynthPairSource(synth_bank_toy, SynthesisConfig(tissues=("p",)), AugmentationConfig(
-            **config.augmentation), 2, config.train.seed)
-
-    monkeypatch.setattr(synth_source, "build_synth_source", build)
+    """Every bank the run asks for (training and validation brain) is the toy bank."""
+    monkeypatch.setattr(synth_source, "model_grid_bank", lambda *args, **kwargs: synth_bank_toy)
     return synth_bank_toy
 
 
@@ -107,3 +98,20 @@ def test_the_config_round_trips_with_its_synthesis_section(tmp_path):
     config = experiment_from_dict(_config())
     again = experiment_from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict())))
     assert again == config and again.synthesis["tissues"] == ["p"]
+
+
+def test_the_validation_brain_is_scored_in_val_csv(tmp_path, toy_source):
+    config = _config(iterations=3)
+    config["synthesis"] = {"tissues": ["all"], "validation_tissues": ["p"]}
+    result = train(experiment_from_dict(config), tmp_path / "run", progress=False, device="cpu", datasets={})
+    rows = (tmp_path / "run" / "val.csv").read_text().splitlines()
+    assert rows[0].split(",") == ["step", "dice_unaligned", "dice_affine", "dice", "pairs",
+                                  "synth_dice_unaligned", "synth_dice_affine", "synth_dice", "synth_pairs"]
+    assert result.last_validation["synth_pairs"] == 2 and 0 < result.last_validation["synth_dice"] <= 1
+
+
+def test_a_validation_brain_cannot_also_train():
+    config = _config()
+    config["synthesis"] = {"tissues": ["p"], "validation_tissues": ["p"]}
+    with pytest.raises(ConfigError, match="both in tissues"):
+        experiment_from_dict(config)

@@ -174,11 +174,13 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
             raise ValueError(f"{out}: holds a previous run; pass --resume to continue it, or "
                              "choose another --out")
     torch.manual_seed(tc.seed)
-    synth = None
+    synth, brain_samples = None, []
     if config.data.source == "synth":
-        from firereg.training.synth_source import build_synth_source
+        from firereg.training import synth_source
 
-        synth = build_synth_source(config, ctx.device)  # refuses held-out brains before any write
+        synth = synth_source.build_synth_source(config, ctx.device)  # refuses held-out brains
+        if ctx.is_main:  # before any write
+            brain_samples = synth_source.validation_brain_samples(config)
     if datasets is None:
         from firereg.training.sources import build_datasets
 
@@ -218,6 +220,8 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
                   for s in range(start, tc.iterations))
     log_path, val_path = out / "log.csv", out / "val.csv"
     log_columns = ["step", "seconds", *TERM_NAMES] + (list(KNOWN_TERMS) if synth is not None else [])
+    val_columns = ["step", "dice_unaligned", "dice_affine", "dice", "pairs"] + (
+        [f"synth_{c}" for c in ("dice_unaligned", "dice_affine", "dice", "pairs")] if brain_samples else [])
     params = [p for p in model.parameters()]
     last_terms: dict[str, float] = {}
     last_val: dict[str, Any] = {}
@@ -244,13 +248,16 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
                 _append_csv(log_path, log_columns,
                             {"step": done, "seconds": round(time.perf_counter() - begin, 3),
                              **last_terms})
-            if ctx.is_main and val_samples and (done % tc.validate_every == 0 or done == tc.iterations):
+            if ctx.is_main and (val_samples or brain_samples) and (done % tc.validate_every == 0
+                                                                   or done == tc.iterations):
                 last_val = validate(model, val_samples, ctx.device)
+                if brain_samples:
+                    last_val.update({f"synth_{k}": v for k, v in
+                                     validate(model, brain_samples, ctx.device).items()})
                 if last_val:
-                    _append_csv(val_path, ["step", "dice_unaligned", "dice_affine", "dice", "pairs"],
-                                {"step": done, **last_val})
-                    bar.write(f"step {done}: validation Dice {last_val['dice']:.3f} (affine "
-                              f"{last_val['dice_affine']:.3f}, unaligned {last_val['dice_unaligned']:.3f})")
+                    _append_csv(val_path, val_columns, {"step": done, **last_val})
+                    bar.write(f"step {done}: validation " + ", ".join(
+                        f"{k} {v:.3f}" for k, v in last_val.items() if "dice" in k))
             if ctx.is_main and (done % tc.checkpoint_every == 0 or done == tc.iterations):
                 save_checkpoint(out, model, done, optimizers=optimizers,
                                 extra={"validation": last_val, "terms": last_terms})

@@ -79,9 +79,10 @@ class ModelGridBank:
                        template_labels=self.template_labels.to(device))
 
 
-def _select(requested: tuple[str, ...], available: list[str], what: str) -> list[str]:
+def _select(requested: tuple[str, ...], available: list[str], what: str,
+            exclude: tuple[str, ...] = ()) -> list[str]:
     if tuple(requested) == ("all",):
-        return sorted(available)
+        return sorted(a for a in available if a not in exclude)
     missing = [r for r in requested if r not in available]
     if missing:
         raise ValueError(f"synthesis.{what}: {missing} not in synth_bank (it holds {sorted(available)})")
@@ -122,7 +123,8 @@ def model_grid_bank(config: SynthesisConfig, modalities: tuple[str, str], prepro
     wanted = [m.lower() for m in modalities]
 
     names = _select(config.templates, list(bank.templates), "templates") if config.p_tissues < 1 else []
-    tissue_names = _select(config.tissues, list(bank.tissues), "tissues") if config.p_tissues > 0 else []
+    tissue_names = (_select(config.tissues, list(bank.tissues), "tissues", config.validation_tissues)
+                    if config.p_tissues > 0 else [])
     files: list[Path] = []
     reference = next(iter(next(iter(bank.templates.values())).values()))
     geometry = preprocess(Image(reference, affine, 3, source=str(root)), preprocess_config)

@@ -134,6 +134,10 @@ class SynthesisConfig:
             grid slices from the moving one (brains never line up slice for slice).
         whole_brain_tissues: label-driven subjects may use every slice (they are other people);
             templates always keep to the SPM train slabs, so the avg152 test slab stays unseen.
+        validation_tissues: parcel maps kept out of training (also out of ``tissues: [all]``)
+            and used as a *validation brain*: inter-subject pairs of it (two anatomies, full-
+            strength poses) are scored by tissue Dice in ``val.csv`` (``synth_dice*``). It is
+            the brain settings are chosen on; the held-out test brains are never used for that.
         anatomy, render, appearance: the three groups above.
     """
 
@@ -143,6 +147,7 @@ class SynthesisConfig:
     p_same_subject: float = 0.5
     slice_offset: int = 2
     whole_brain_tissues: bool = True
+    validation_tissues: tuple[str, ...] = ()
     anatomy: AnatomyConfig = field(default_factory=AnatomyConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
@@ -155,7 +160,7 @@ class SynthesisConfig:
                 object.__setattr__(self, name, from_dict(cls, value))
             elif not isinstance(value, cls):
                 raise ConfigError(f"synthesis.{name} must be a mapping, got {value!r}")
-        for name in ("templates", "tissues"):
+        for name in ("templates", "tissues", "validation_tissues"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
                 raise ConfigError(f"synthesis.{name} must be a list of names, got {value!r}")
@@ -171,6 +176,9 @@ class SynthesisConfig:
             raise ConfigError("synthesis.templates is empty but synthesis.p_tissues < 1")
         if self.p_tissues > 0 and not self.tissues:
             raise ConfigError("synthesis.tissues is empty but synthesis.p_tissues > 0")
+        both = sorted(set(self.tissues) & set(self.validation_tissues))
+        if both:
+            raise ConfigError(f"synthesis: {both} both in tissues (training) and validation_tissues")
 
     def to_dict(self) -> dict[str, Any]:
         from firereg.config import to_dict
