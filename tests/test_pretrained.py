@@ -88,6 +88,16 @@ def test_card_round_trips_through_json(tmp_path):
     assert card.modalities == "T1 <-> T2"
 
 
+def test_card_carries_its_recipe_and_heldout_figures(tmp_path):
+    heldout = {"cross_brain_2d_t1_t2": {"FIRE dice": 61.2, "ANTs-SyN dice": 60.2}}
+    card = make_card("t1-t2-2d", "T1", "T2", recipe="synthesized subjects", heldout=heldout,
+                     validation={**VALIDATION, "synth_dice": 0.5, "synth_pairs": 16})
+    again = ModelCard.load(card.save(tmp_path / "card.json"))
+    assert again.heldout == heldout and again.recipe == "synthesized subjects"
+    with pytest.raises(CardError, match="finite numbers"):
+        make_card("t1-t2-2d", "T1", "T2", heldout={"x": {"FIRE dice": float("nan")}})
+
+
 def test_card_refuses_unknown_and_missing_keys_and_bad_values(tmp_path):
     data = make_card("t1-t2-2d", "T1", "T2").to_dict()
     with pytest.raises(CardError, match=r"unknown key\(s\) \['colour'\]"):

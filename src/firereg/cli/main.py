@@ -83,6 +83,7 @@ def _add_models_parser(sub: argparse._SubParsersAction) -> None:
                      help="the exact training command")
     pkg.add_argument("--machine", required=True, help="where it was trained")
     pkg.add_argument("--notes", default="", help="anything a user should know")
+    pkg.add_argument("--recipe", default="", help="how it was trained, in a few words (docs/training.md)")
     pkg.add_argument("--spacing", type=float, help="model-grid spacing in mm (default: the run's "
                      "config.yaml data.spacing)")
     pkg.add_argument("--diffeomorphic", action="store_true",

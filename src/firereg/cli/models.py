@@ -58,7 +58,7 @@ def run_package(args: argparse.Namespace) -> int:
     path = package_run(args.run, args.name, modality_a=args.modality_a, modality_b=args.modality_b,
                        dataset=args.dataset, config=args.config, command=args.train_command,
                        machine=args.machine, notes=args.notes, spacing_mm=args.spacing,
-                       diffeomorphic=args.diffeomorphic, overwrite=args.force)
+                       diffeomorphic=args.diffeomorphic, overwrite=args.force, recipe=args.recipe)
     print(f"firereg models package: wrote {', '.join(sorted(p.name for p in path.iterdir()))} into "
           f"{path}")
     return 0

@@ -13,7 +13,8 @@ from typing import Any
 __all__ = ["CARD_NAME", "CardError", "ModelCard", "VALIDATION_KEYS"]
 
 CARD_NAME = "card.json"
-VALIDATION_KEYS = ("dice_unaligned", "dice_affine", "dice", "pairs")
+VALIDATION_KEYS = ("dice_unaligned", "dice_affine", "dice", "pairs",
+                   "synth_dice_unaligned", "synth_dice_affine", "synth_dice", "synth_pairs")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
@@ -37,9 +38,14 @@ class ModelCard:
         iterations: training steps.
         machine: where it was trained.
         validation: the last validation Dice of the run: ``dice_unaligned``, ``dice_affine``,
-            ``dice`` and ``pairs`` (empty when the run had no labelled validation pairs).
+            ``dice`` and ``pairs`` (empty when the run had no labelled validation pairs), and the
+            same with ``synth_`` for a synthesized-data run's validation brain.
         diffeomorphic: whether the transforms are diffeomorphic by construction.
         notes: anything a user should know.
+        recipe: how it was trained, in a few words (e.g. "synthesized subjects + known-transform
+            term, docs/training.md").
+        heldout: its figures on brains it never saw, by experiment name (``firereg evaluate``):
+            ``{experiment: {metric: value}}``, e.g. mean Dice of FIRE and ANTs in the same run.
     """
 
     name: str
@@ -55,6 +61,8 @@ class ModelCard:
     validation: dict[str, float] = field(default_factory=dict)
     diffeomorphic: bool = False
     notes: str = ""
+    recipe: str = ""
+    heldout: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
@@ -65,7 +73,7 @@ class ModelCard:
             value = getattr(self, key)
             if not isinstance(value, str) or not value.strip():
                 raise CardError(f"{where}: {key} must be a non-empty string, got {value!r}")
-        for key in ("dataset", "config", "command", "machine", "notes"):
+        for key in ("dataset", "config", "command", "machine", "notes", "recipe"):
             if not isinstance(getattr(self, key), str):
                 raise CardError(f"{where}: {key} must be a string, got {getattr(self, key)!r}")
         if isinstance(self.ndim, bool) or self.ndim not in (2, 3):
@@ -87,6 +95,14 @@ class ModelCard:
         for key, value in self.validation.items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise CardError(f"{where}: validation.{key} must be a number, got {value!r}")
+        if not isinstance(self.heldout, dict):
+            raise CardError(f"{where}: heldout must be a mapping, got {self.heldout!r}")
+        for experiment, figures in self.heldout.items():
+            if not isinstance(figures, dict) or not all(
+                    isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in figures.values()):
+                raise CardError(f"{where}: heldout.{experiment} must map metric names to finite "
+                                f"numbers, got {figures!r}")
 
     @property
     def modalities(self) -> str:
@@ -95,7 +111,8 @@ class ModelCard:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-safe dict of the card."""
-        return {**dataclasses.asdict(self), "validation": dict(self.validation)}
+        return {**dataclasses.asdict(self), "validation": dict(self.validation),
+                "heldout": {k: dict(v) for k, v in self.heldout.items()}}
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "model card") -> ModelCard:

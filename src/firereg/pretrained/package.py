@@ -29,7 +29,7 @@ def _validation_from(values: Any) -> dict[str, float]:
         if values.get(key) in (None, ""):
             continue
         number = float(values[key])
-        out[key] = int(number) if key == "pairs" else number
+        out[key] = int(number) if key.endswith("pairs") else number
     return out
 
 
@@ -66,7 +66,7 @@ def _check_modalities(run: Path, data: dict[str, Any], modality_a: str, modality
 def package_run(run_dir: str | Path, name: str, *, modality_a: str, modality_b: str, dataset: str,
                 config: str, command: str, machine: str, notes: str = "",
                 spacing_mm: float | None = None, diffeomorphic: bool = False,
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, recipe: str = "") -> Path:
     """Copy the latest checkpoint of ``run_dir`` into ``pretrained_root()/name`` with a card.
 
     The folder gets ``model.safetensors``, ``checkpoint.json`` (its ``extra`` reduced to the
@@ -101,7 +101,7 @@ def package_run(run_dir: str | Path, name: str, *, modality_a: str, modality_b: 
     card = ModelCard(name=name, modality_a=modality_a.strip(), modality_b=modality_b.strip(),
                      ndim=model.config.ndim, spacing_mm=spacing_mm, dataset=dataset, config=config,
                      command=command, iterations=int(meta["step"]), machine=machine,
-                     validation=validation, diffeomorphic=diffeomorphic, notes=notes)
+                     validation=validation, diffeomorphic=diffeomorphic, notes=notes, recipe=recipe)
     root = pretrained_root()
     root.mkdir(parents=True, exist_ok=True)
     final = root / name
