@@ -219,6 +219,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> FireM
     with torch.device("meta"):
         skeleton = FireModel(config)
     _check_fits(skeleton.state_dict(), state, path)
+    _check_weights(skeleton.state_dict(), state, path)  # before building it
     model = FireModel(config)
     _load_weights(model, state, path)
     return model.to(device)
@@ -233,8 +234,43 @@ def _check_fits(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor
                               f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]})")
 
 
+# Weights may be stored in any floating type the model's float32 parameters can take losslessly
+# enough (load_state_dict casts them); firereg itself writes float32. Integer, bool or complex
+# tensors are refused: cast to float they would load without complaint as garbage weights.
+WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def _check_weights(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], path: Path) -> None:
+    """Every tensor of a model file of an accepted dtype and finite (as the model will hold it).
+
+    NaN or infinite weights make every output NaN (and some native kernels crash on NaN
+    coordinates); the first bad tensor, by name, is reported."""
+    where = path / "model.safetensors"
+    for name in sorted(state):
+        tensor, want = state[name], expected[name]
+        if want.is_floating_point():
+            if tensor.dtype not in WEIGHT_DTYPES:
+                raise CheckpointError(
+                    f"{where}: tensor {name!r} is {str(tensor.dtype).removeprefix('torch.')}; model "
+                    "weights must be floating point (float32, or float16, bfloat16, float64)")
+            if not bool(torch.isfinite(tensor.to(want.dtype)).all()):
+                if bool(torch.isnan(tensor).any()):
+                    what = "NaN"
+                elif not bool(torch.isfinite(tensor).all()):
+                    what = "infinite values"
+                else:
+                    what = f"values beyond the range of {str(want.dtype).removeprefix('torch.')}"
+                raise CheckpointError(f"{where}: tensor {name!r} holds {what}; the model file is "
+                                      "broken (re-train or re-export it)")
+        elif tensor.dtype != want.dtype:
+            raise CheckpointError(f"{where}: tensor {name!r} is {str(tensor.dtype).removeprefix('torch.')}, "
+                                  f"expected {str(want.dtype).removeprefix('torch.')}")
+
+
 def _load_weights(model: FireModel, state: dict[str, torch.Tensor], path: Path) -> None:
-    _check_fits(model.state_dict(), state, path)
+    expected = model.state_dict()
+    _check_fits(expected, state, path)
+    _check_weights(expected, state, path)
     model.load_state_dict(state)
 
 

@@ -185,9 +185,6 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
         from firereg.training.sources import build_datasets
 
         datasets = build_datasets(config.data)
-    if ctx.is_main:  # only now, so that a data error leaves no run folder behind
-        out.mkdir(parents=True, exist_ok=True)
-        save_experiment(config, out / CONFIG_NAME)
     augment = (augment_factory or default_augmenter)(config)
     model = FireModel(config.model).to(ctx.device)
     optimizers = build_optimizers(model, config.optim)
@@ -195,7 +192,10 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
     if tc.init_from is not None and not resume:
         from firereg.training.checkpoint import load_initial_weights
 
-        load_initial_weights(tc.init_from, model)
+        load_initial_weights(tc.init_from, model)  # refuses broken weights
+    if ctx.is_main:  # only now, so that a data or init_from error leaves no run folder behind
+        out.mkdir(parents=True, exist_ok=True)
+        save_experiment(config, out / CONFIG_NAME)
     if resume:
         start = load_checkpoint(out, model, optimizers=optimizers).step
         if ctx.is_main:  # a killed run may have logged steps after its last checkpoint
