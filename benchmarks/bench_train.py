@@ -81,7 +81,8 @@ def _cases_3d(size: tuple[int, ...], spacing: float, widths: tuple[int, ...],
 
 
 # Every knob pair at the cheapest 3D setting; elsewhere the paper's (7, 4) and the two cheaper
-# steps, stem first (the larger saving), to keep the default run near 10 minutes on 2 cores.
+# steps, stem first (the larger saving), to keep the default run near 10 minutes on 2 idle cores
+# (not timed idle; 16 minutes with --threads 1 beside a training run, docs/benchmarks.md).
 ALL_KNOBS = ((7, 4), (3, 4), (7, 2), (3, 2))
 KNOBS = ((7, 4), (3, 4), (3, 2))
 CASES_FULL = [
