@@ -135,6 +135,13 @@ class ModelConfig:
         return _scaled(PAPER_AFFINE_HIDDEN, self.width, 8)
 
 
+# Adam moves every weight by about lr per step whatever the gradient's scale, and the networks'
+# weights start at about 1/sqrt(fan-in) (0.01 to 0.1): above 0.1 each step moves a weight by more
+# than its own size, and training diverges within a few steps. The paper's rates are 1e-5 to 1e-4,
+# the shipped configs' at most 1e-3; 0.1 is a hundred times that.
+MAX_LR = 0.1
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """The three Adam optimizers of §3.9 (learning rates in the paper's values by default)."""
@@ -147,8 +154,9 @@ class OptimConfig:
     def __post_init__(self) -> None:
         for name in ("lr_affine", "lr_nonrigid", "lr_synthesis"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0.0 < float(value) < 1.0:
-                raise ConfigError(f"OptimConfig.{name} must be a float in (0, 1), got {value!r}")
+            if (not isinstance(value, int | float) or isinstance(value, bool)
+                    or not 0.0 < float(value) <= MAX_LR):
+                raise ConfigError(f"OptimConfig.{name} must be a float in (0, {MAX_LR}], got {value!r}")
             object.__setattr__(self, name, float(value))
         betas = tuple(self.betas)
         object.__setattr__(self, "betas", betas)

@@ -14,11 +14,24 @@ from collections.abc import Sequence
 DEFAULT_REFINE_STEPS = 100
 DEFAULT_SYNTHESIS_WEIGHT = 0.05
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "UserError", "CommandFailedError", "EXIT_USER_ERROR", "EXIT_DIVERGED"]
+
+
+EXIT_USER_ERROR = 2  # a mistake in the input: argparse's status too
+EXIT_DIVERGED = 3  # a computation went NaN or infinite (training, network refinement)
 
 
 class UserError(Exception):
     """A mistake in the user's input: reported as one line, exit status 2."""
+
+
+class CommandFailedError(Exception):
+    """Not the user's mistake, but a failure the command explains in one line, without a
+    traceback, with its own exit status (``status``; default 3, a computation that diverged)."""
+
+    def __init__(self, message: str, status: int = EXIT_DIVERGED) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _version() -> str:
@@ -266,12 +279,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
-        return 2
+        return EXIT_USER_ERROR
     try:
         return int(args.func(args))
     except (UserError, ValueError) as exc:
         print(f"firereg {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
+    except CommandFailedError as exc:
+        print(f"firereg {args.command}: error: {exc}", file=sys.stderr)
+        return exc.status
     except KeyboardInterrupt:
         print(f"firereg {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -86,6 +86,7 @@ def _require_some_model(model: str | None) -> None:
 def run_register(args: argparse.Namespace) -> int:
     from firereg.data.io import read_image, read_labels
     from firereg.data.preprocessing import PreprocessConfig
+    from firereg.inference.finetune import FinetuneDivergedError
     from firereg.inference.outputs import write_pair_outputs
     from firereg.inference.register_pair import register_pair
     from firereg.pretrained.registry import select_model
@@ -112,10 +113,15 @@ def run_register(args: argparse.Namespace) -> int:
     load_s = time.perf_counter() - start
     out = Path(args.out)
     with output_lock(out):
-        result = register_pair(model, moving, fixed, direction=selection.direction, moving_labels=labels,
-                               preprocess_config=PreprocessConfig(spacing=spacing),
-                               affine_only=args.affine_only, device=resolve_device(args.device),
-                               refine=refine, finetune=finetune)
+        try:
+            result = register_pair(model, moving, fixed, direction=selection.direction,
+                                   moving_labels=labels, preprocess_config=PreprocessConfig(spacing=spacing),
+                                   affine_only=args.affine_only, device=resolve_device(args.device),
+                                   refine=refine, finetune=finetune)
+        except FinetuneDivergedError as exc:  # before any write; the lock and a new --out go
+            from firereg.cli.main import CommandFailedError
+
+            raise CommandFailedError(str(exc)) from exc
         result.report["timings"]["load_s"] = load_s
         paths = write_pair_outputs(result, out, fixed_affine=fixed.affine, moving_affine=moving.affine,
                                    extra_report={**_selection_report(selection), "spacing_mm": spacing,

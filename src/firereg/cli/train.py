@@ -11,7 +11,7 @@ __all__ = ["run_train"]
 
 def run_train(args: argparse.Namespace) -> int:
     from firereg.training.experiment import load_experiment
-    from firereg.training.loop import train
+    from firereg.training.loop import TrainingDivergedError, train
 
     config = load_experiment(args.config)
     if args.iterations is not None:
@@ -23,6 +23,10 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         result = train(config, out, resume=args.resume, progress=not args.no_progress,
                        device=args.device)
+    except TrainingDivergedError as exc:  # not a mistake in the input: its own exit status, 3
+        from firereg.cli.main import CommandFailedError
+
+        raise CommandFailedError(str(exc)) from exc
     except OSError as exc:  # a full disk, a read-only folder: one line, not a traceback
         from firereg.training.checkpoint import LATEST
 

@@ -19,7 +19,16 @@ from torch import Tensor
 from firereg.config import OptimConfig
 from firereg.model import FireModel
 
-__all__ = ["FinetuneConfig", "finetune_pair"]
+__all__ = ["FinetuneConfig", "FinetuneDivergedError", "finetune_pair"]
+
+
+class FinetuneDivergedError(FloatingPointError):
+    """The objective went NaN or infinite while fine-tuning; the message says at which step and
+    which term. ``terms``: every term of that step."""
+
+    def __init__(self, message: str, terms: dict[str, float]) -> None:
+        super().__init__(message)
+        self.terms = terms
 
 
 @dataclass(frozen=True)
@@ -33,8 +42,10 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"network refinement: steps must be an int >= 1, got {self.steps!r}")
-        if not self.lr > 0:
-            raise ValueError(f"network refinement: lr must be > 0, got {self.lr!r}")
+        from firereg.config import MAX_LR
+
+        if not 0 < self.lr <= MAX_LR:
+            raise ValueError(f"network refinement: lr must be in (0, {MAX_LR}], got {self.lr!r}")
 
 
 def finetune_pair(model: FireModel, moving: Tensor, fixed: Tensor, direction: str,
@@ -49,7 +60,7 @@ def finetune_pair(model: FireModel, moving: Tensor, fixed: Tensor, direction: st
         ``(tuned model in eval mode, {"steps", "loss_before", "loss_after", "seconds", ...})``.
     """
     from firereg.training.optimizers import build_optimizers
-    from firereg.training.step import training_step
+    from firereg.training.step import NonFiniteLossError, training_step
 
     config = config or FinetuneConfig()
     if direction not in ("ab", "ba"):
@@ -63,7 +74,15 @@ def finetune_pair(model: FireModel, moving: Tensor, fixed: Tensor, direction: st
                                                      lr_synthesis=config.lr))
     x_a, x_b = (moving, fixed) if direction == "ab" else (fixed, moving)
     x_a, x_b = x_a.detach().clone(), x_b.detach().clone()
-    history = [training_step(tuned, optimizers, x_a, x_b)["total"] for _ in range(config.steps)]
+    history = []
+    for step in range(config.steps):
+        try:
+            history.append(training_step(tuned, optimizers, x_a, x_b)["total"])
+        except NonFiniteLossError as exc:
+            raise FinetuneDivergedError(
+                f"--refine-mode network: Eq. 1 went non-finite at fine-tuning step {step + 1} of "
+                f"{config.steps} ({exc.term} = {exc.value}); nothing was written (this model cannot be "
+                "fine-tuned on this pair: register without --refine-mode network)", exc.terms) from exc
     for p in tuned.parameters():
         p.requires_grad_(True)
     report = {"steps": config.steps, "lr": config.lr, "train_synthesis": config.train_synthesis,

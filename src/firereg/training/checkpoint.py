@@ -37,7 +37,7 @@ from firereg.model import FireModel
 from firereg.training.optimizers import FireOptimizers
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
-           "load_model", "load_initial_weights"]
+           "load_model", "load_initial_weights", "checkpoint_step"]
 
 FORMAT = "firereg-checkpoint-1"
 LATEST = "latest"
@@ -179,6 +179,14 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     if not (target / "checkpoint.json").exists():
         raise CheckpointError(f"{pointer}: points at {target.name}, which is not a checkpoint")
     return target
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The step a checkpoint folder was saved at (from its ``checkpoint.json``)."""
+    step = _read_meta(Path(path)).get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{Path(path) / 'checkpoint.json'}: invalid step {step!r}")
+    return step
 
 
 def _read_meta(path: Path) -> dict:

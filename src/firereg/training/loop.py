@@ -26,17 +26,30 @@ from firereg.losses import TERM_NAMES
 from firereg.model import FireModel
 from firereg.runtime import flushed_denormals
 from firereg.spatial import warp_labels
-from firereg.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from firereg.training.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint, save_checkpoint
 from firereg.training.distributed import DistContext, init_distributed
 from firereg.training.experiment import CurriculumConfig, ExperimentConfig, load_experiment, save_experiment
 from firereg.training.optimizers import build_optimizers
-from firereg.training.step import training_step
+from firereg.training.step import NonFiniteLossError, training_step
 
-__all__ = ["StepBatches", "TrainResult", "train", "validate", "PairAugmenter"]
+__all__ = ["StepBatches", "TrainResult", "TrainingDivergedError", "train", "validate", "PairAugmenter"]
 
 PairAugmenter = Callable[..., PairSample]  # (sample, *, seed, strength, aligned) -> sample
 CONFIG_NAME = "config.yaml"
 KNOWN_TERMS = ("l_known", "known_weight", "objective")  # logged for data.source: synth
+WRITTEN = (CONFIG_NAME, "log.csv", "val.csv")  # what a run writes before its first checkpoint
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss (or the weights) went NaN or infinite; the run stopped cleanly (see ``_diverged``).
+
+    Attributes: ``step`` (1-based, as in log.csv), ``term`` (the loss term to blame, or
+    "weights"), ``checkpoint`` (the last good checkpoint kept, or None).
+    """
+
+    def __init__(self, message: str, step: int, term: str, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.step, self.term, self.checkpoint = step, term, checkpoint
 
 
 class StepBatches(Dataset):
@@ -167,9 +180,15 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
     tc = config.train
     if ctx.is_main:
         if resume:
-            if latest_checkpoint(out) is None:
+            last = latest_checkpoint(out)
+            if last is None:
                 raise ValueError(f"{out}: --resume, but the folder holds no checkpoint")
             _check_resume(out, config)
+            reached = checkpoint_step(last)
+            if reached >= tc.iterations:  # refused before anything is written
+                raise ValueError(f"{out}: --resume, but the run is already at step {reached} and "
+                                 f"{tc.iterations} iterations were asked for: nothing to do (pass "
+                                 f"--iterations N with N > {reached} to train it further)")
         elif latest_checkpoint(out) is not None:
             raise ValueError(f"{out}: holds a previous run; pass --resume to continue it, or "
                              "choose another --out")
@@ -193,6 +212,7 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
         from firereg.training.checkpoint import load_initial_weights
 
         load_initial_weights(tc.init_from, model)  # refuses broken weights
+    created = not out.exists()
     if ctx.is_main:  # only now, so that a data or init_from error leaves no run folder behind
         out.mkdir(parents=True, exist_ok=True)
         save_experiment(config, out / CONFIG_NAME)
@@ -236,9 +256,13 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
             else:
                 x_a, x_b = batch.x_a, batch.x_b
                 known = {k: getattr(batch, k) for k in ("partner_b", "clean_b", "partner_a", "clean_a")}
-            last_terms = training_step(model, optimizers, x_a, x_b, max_grad_norm=tc.max_grad_norm,
-                                       after_backward=lambda: ctx.average_gradients(params),
-                                       known=known, known_weight=tc.supervision.weight_at(step))
+            try:
+                last_terms = training_step(model, optimizers, x_a, x_b, max_grad_norm=tc.max_grad_norm,
+                                           after_backward=lambda: ctx.average_gradients(params),
+                                           known=known, known_weight=tc.supervision.weight_at(step))
+            except NonFiniteLossError as exc:
+                raise _diverged(out, step + 1, exc.term, f"{exc.term} = {exc.value}", created=created,
+                                is_main=ctx.is_main) from exc
             done = step + 1
             bar.update(1)
             if ctx.is_main and (done % tc.log_every == 0 or done == tc.iterations):
@@ -259,6 +283,9 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
                     bar.write(f"step {done}: validation " + ", ".join(
                         f"{k} {v:.3f}" for k, v in last_val.items() if "dice" in k))
             if ctx.is_main and (done % tc.checkpoint_every == 0 or done == tc.iterations):
+                if not all(bool(torch.isfinite(p).all()) for p in params):  # a NaN gradient, say
+                    raise _diverged(out, done, "weights", "the weights hold NaN or infinite values",
+                                    created=created, is_main=True)
                 save_checkpoint(out, model, done, optimizers=optimizers,
                                 extra={"validation": last_val, "terms": last_terms})
             ctx.barrier()
@@ -272,6 +299,34 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
 
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return TrainResult(out, tc.iterations, last_terms, last_val, seconds, ctx.is_main)
+
+
+def _diverged(out: Path, step: int, term: str, what: str, *, created: bool,
+              is_main: bool) -> TrainingDivergedError:
+    """Stop a run whose loss went non-finite at ``step`` (1-based), leaving nothing half-made.
+
+    No checkpoint is written after the bad step (its parameters were not changed). With a
+    checkpoint, the run folder is left as a kill after it would leave it: ``latest`` names the
+    last good checkpoint, and the log rows (kept for the diagnosis) are dropped by ``--resume``.
+    Without one, what this run wrote is removed: the run folder when it made it, else its files.
+    """
+    import shutil
+
+    last = latest_checkpoint(out) if is_main and out.is_dir() else None
+    if is_main and last is None:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            for name in WRITTEN:
+                (out / name).unlink(missing_ok=True)
+    lower = "lower the optim learning rates, or set train.max_grad_norm"
+    if last is not None:
+        kept = (f"the run stopped; its last good checkpoint, {last.name}, is kept (--resume would "
+                f"diverge again at this step: {lower}, and start a new run from it with "
+                f"train.init_from: {last})")
+    else:
+        kept = f"no checkpoint had been written, so the run left nothing behind ({lower})"
+    return TrainingDivergedError(f"{out}: training diverged at step {step}: {what}; {kept}", step, term, last)
 
 
 def _truncate_csv(path: Path, last_step: int) -> None:

@@ -11,6 +11,7 @@ at its own learning rate along the gradient of the same L. See docs/design.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -20,15 +21,36 @@ from firereg.losses import fire_objective, l_known
 from firereg.model import FireModel
 from firereg.training.optimizers import FireOptimizers
 
-__all__ = ["training_step", "NonFiniteLossError", "KnownTargets"]
+__all__ = ["training_step", "NonFiniteLossError", "KnownTargets", "AGGREGATE_TERMS"]
 
 KnownTargets = dict[str, Tensor]
 """``partner_b``, ``clean_b``, ``partner_a``, ``clean_a``, each ``(N, 1, *S)``: the targets of
 :func:`firereg.losses.l_known` (a :class:`firereg.data.synthesis.SynthBatch` has them)."""
 
 
+AGGREGATE_TERMS = ("l_syn", "l_reg", "r", "total", "objective")  # sums of the other terms
+
+
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the parameters were left untouched."""
+    """The loss became NaN or infinite; the parameters were left untouched.
+
+    Attributes:
+        terms: every term of the failed step as a float, by name.
+        term: the term to blame: the first non-finite one that is not a sum of others
+            (``l_syn_acc`` rather than ``l_syn`` or ``total``), else the first non-finite one.
+    """
+
+    def __init__(self, message: str, terms: dict[str, float] | None = None) -> None:
+        super().__init__(message)
+        self.terms = dict(terms or {})
+        bad = [k for k, v in self.terms.items() if not math.isfinite(v)]
+        leaves = [k for k in bad if k not in AGGREGATE_TERMS]
+        self.term = (leaves or bad or ["total"])[0]
+
+    @property
+    def value(self) -> float:
+        """The blamed term's value (NaN or an infinity)."""
+        return self.terms.get(self.term, float("nan"))
 
 
 def training_step(model: FireModel, optimizers: FireOptimizers, x_a: Tensor, x_b: Tensor,
@@ -66,9 +88,10 @@ def training_step(model: FireModel, optimizers: FireOptimizers, x_a: Tensor, x_b
             total = total + known_weight * terms["l_known"]
         terms["objective"] = total
     if not bool(torch.isfinite(total.detach())):
-        values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+        floats = {k: float(v.detach()) for k, v in terms.items()}
+        values = ", ".join(f"{k}={v:.4g}" for k, v in floats.items())
         raise NonFiniteLossError(
-            f"training_step: the total loss is {float(total.detach())}; terms: {values}")
+            f"training_step: the total loss is {float(total.detach())}; terms: {values}", floats)
     total.backward()
     if after_backward is not None:
         after_backward()
