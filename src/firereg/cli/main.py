@@ -14,11 +14,13 @@ from collections.abc import Sequence
 DEFAULT_REFINE_STEPS = 100
 DEFAULT_SYNTHESIS_WEIGHT = 0.05
 
-__all__ = ["main", "build_parser", "UserError", "CommandFailedError", "EXIT_USER_ERROR", "EXIT_DIVERGED"]
+__all__ = ["main", "build_parser", "UserError", "CommandFailedError", "EXIT_USER_ERROR", "EXIT_DIVERGED",
+           "EXIT_CLOSED_STDOUT"]
 
 
 EXIT_USER_ERROR = 2  # a mistake in the input: argparse's status too
 EXIT_DIVERGED = 3  # a computation went NaN or infinite (training, network refinement)
+EXIT_CLOSED_STDOUT = 141  # 128 + SIGPIPE, as a shell reports a program killed by a closed pipe
 
 
 class UserError(Exception):
@@ -275,6 +277,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``firereg ARGV``; returns the exit status.
+
+    A closed stdout (``firereg ... | head -0``) ends any command quietly with status 141: the
+    outputs a command writes to files are complete by the time it prints, and what it would have
+    printed is dropped (stdout is flushed here, so the failure cannot surface at interpreter exit
+    as a traceback instead).
+    """
+    try:
+        try:
+            return _main(argv)
+        finally:
+            if sys.stdout is not None:
+                sys.stdout.flush()
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        _drop_stdout()
+        return EXIT_CLOSED_STDOUT
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe (or socket) whose reader has gone: the BrokenPipeError was ours to
+    expect, not one of another pipe (a subprocess's) to report."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
+        return False
+
+
+def _drop_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null, so that Python's own flush at exit succeeds."""
+    import os
+
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
