@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 __all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text", "staged_files", "remove_stale_staging",
-           "STAGING_PREFIX"]
+           "STAGING_PREFIX", "json_text", "finite_json"]
 
 STAGING_PREFIX = ".firereg-staging-"
 
@@ -83,3 +86,24 @@ def remove_stale_staging(folder: str | Path) -> None:
     """Remove the staging folders of killed runs (call only while no other run writes here)."""
     for stale in Path(folder).glob(f"{STAGING_PREFIX}*"):
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (numpy's too) replaced by None (JSON ``null``);
+    mappings, lists and tuples are walked, numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a numpy or torch scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(data: Any, **kwargs: Any) -> str:
+    """Strict JSON of ``data`` (every JSON file firereg writes goes through this): non-finite
+    numbers are written as ``null``, never as ``NaN`` or ``Infinity``, which strict parsers
+    reject; ``allow_nan=False`` makes any that slipped through an error, not a bad file."""
+    return json.dumps(finite_json(data), allow_nan=False, **kwargs)

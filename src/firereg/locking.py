@@ -15,6 +15,8 @@ import os
 import socket
 from pathlib import Path
 
+from firereg.atomic import json_text
+
 __all__ = ["LockHeldError", "create_lock", "stale_lock_holder"]
 
 
@@ -27,7 +29,7 @@ class LockHeldError(Exception):
 
 
 def _content() -> bytes:
-    return json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+    return json_text({"pid": os.getpid(), "host": socket.gethostname()}).encode()
 
 
 def _alive(pid: int) -> bool:

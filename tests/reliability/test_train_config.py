@@ -89,7 +89,7 @@ def test_an_unreadable_config_is_one_line(tmp_path, capsys, monkeypatch, text, f
 def test_bad_command_line_values(tmp_path, capsys, phantom_config):
     common = ["train", "--config", phantom_config, "--device", "cpu", "--no-progress"]
     code, _, err = run_cli(capsys, *common, "--out", tmp_path / "a", "--iterations", "0")
-    assert_one_line_error(code, err, "train", "--iterations must be >= 1")
+    assert_one_line_error(code, err, "train", "--iterations must be a finite number in [1, 1e+09], got 0")
     code, _, err = run_cli(capsys, *common, "--out", tmp_path / "b", "--resume")
     assert_one_line_error(code, err, "train", "--resume, but the folder holds no checkpoint")
     code, _, err = run_cli(capsys, "train", "--config", tmp_path / "none.yaml", "--out", tmp_path / "c")

@@ -324,6 +324,50 @@ def _drop_stdout() -> None:
     os.close(devnull)
 
 
+# The range of every numeric option, by argparse dest: (flag, low, high, what). A value outside it
+# (NaN and infinities included) is refused in one line before anything runs: each one accepted
+# before gave exit 0 and a useless result (a 1e6 mm model grid wrote an all-zero image; an infinite
+# refinement weight made refinement a no-op and wrote Infinity into report.json).
+NUMERIC_OPTIONS = {
+    "spacing": ("--spacing", 0.0, 20.0, "mm, above 0"),  # data.spacing's range; finer is checked in
+    # preprocessing against the model grid's voxel count
+    "refine": ("--refine", 1, 100_000, "steps"),
+    "refine_synthesis_weight": ("--refine-synthesis-weight", 0.0, 100.0, ""),
+    "iterations": ("--iterations", 1, 10**9, ""),
+    "max_images": ("--max-images", 1, 10**6, ""),
+    "transforms": ("--transforms", 1, 10**5, ""),
+    "torch_threads": ("--torch-threads", 1, 4096, ""),
+    "width": ("--width", 1, 1024, "channels"),
+    "size": ("--size", 1, 100_000, "voxels"),
+    "synthesis_steps": ("--synthesis-steps", 1, 10**7, ""),
+    "registration_steps": ("--registration-steps", 1, 10**7, ""),
+    "seed": ("--seed", 0, 2**32 - 1, ""),
+    "subjects": ("--subjects", 1, 10**5, ""),
+    "phases": ("--phases", 1, 1000, ""),
+    "slices": ("--slices", 1, 1000, ""),
+    "pixel_spacing": ("--pixel-spacing", 0.0, 20.0, "mm, above 0"),
+}
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Refuse a numeric option outside its range (:data:`NUMERIC_OPTIONS`), NaN or infinite."""
+    import math
+
+    for dest, (flag, low, high, unit) in NUMERIC_OPTIONS.items():
+        given = getattr(args, dest, None)
+        values = given if isinstance(given, list | tuple) else [given]
+        for value in values:
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            above_zero = unit.endswith("above 0")
+            ok = math.isfinite(value) and (value > low if above_zero else value >= low) and value <= high
+            if not ok:
+                what = unit.removesuffix(", above 0").removesuffix("above 0").strip()
+                span = f"({low:g}, {high:g}]" if above_zero else f"[{low:g}, {high:g}]"
+                raise UserError(f"{flag} must be a finite number in {span}{' ' + what if what else ''}, "
+                                f"got {value!r}")
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -331,6 +375,7 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
+        _check_numbers(args)
         return int(args.func(args))
     except (UserError, ValueError) as exc:
         print(f"firereg {args.command}: error: {exc}", file=sys.stderr)

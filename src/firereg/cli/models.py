@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from firereg.atomic import json_text
 
 __all__ = ["run_models", "run_package", "format_table"]
 
@@ -42,7 +43,7 @@ def run_models(args: argparse.Namespace) -> int:
 
     cards = list_models()
     if args.json:
-        print(json.dumps([c.to_dict() for c in cards], indent=2))
+        print(json_text([c.to_dict() for c in cards], indent=2))
         return 0
     if not cards:
         print(f"No trained models are shipped with this install (none in {pretrained_root()}). "

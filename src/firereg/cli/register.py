@@ -208,11 +208,10 @@ def _reference_frame(text: str, cine_path: Path) -> tuple[int, str]:
 
 
 def run_register_series(args: argparse.Namespace) -> int:
-    import json
 
     import numpy as np
 
-    from firereg.atomic import atomic_write_text, staged_files
+    from firereg.atomic import atomic_write_text, json_text, staged_files
     from firereg.data.io import read_image, write_displacement_field, write_image
     from firereg.data.preprocessing import PreprocessConfig
     from firereg.inference.register_series import register_series
@@ -245,7 +244,7 @@ def run_register_series(args: argparse.Namespace) -> int:
             report = {**result.report, "reference_how": how, **_selection_report(selection),
                       "spacing_mm": spacing, "cine": str(args.cine),
                       "max_displacement_mm": float(np.abs(result.displacements).max())}
-            atomic_write_text(stage / "report.json", json.dumps(report, indent=2))
+            atomic_write_text(stage / "report.json", json_text(report, indent=2))
     print(f"firereg register-series: {selection.how}")
     print(f"firereg register-series: {cine.num_frames} frames onto frame {reference} ({how}); wrote "
           f"warped_4d.nii.gz, warps/warp_tNN.nii.gz and report.json into {out}")

@@ -7,7 +7,6 @@ against the known one.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from firereg.atomic import json_text
 from firereg.config import ModelConfig, OptimConfig
 from firereg.evaluation import mean_dice
 from firereg.model import FireModel
@@ -135,5 +135,5 @@ def run_phantom_demo(
         figure=figure,
     )
     if out_dir is not None:
-        (Path(out_dir) / "demo.json").write_text(json.dumps(asdict(result), indent=2))
+        (Path(out_dir) / "demo.json").write_text(json_text(asdict(result), indent=2))
     return result

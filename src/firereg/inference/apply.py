@@ -58,6 +58,10 @@ def apply_transforms(image: Image, reference: Image, warp_path: str | Path, affi
     field, field_affine = read_displacement_field(warp_path)
     if field.shape[-1] != d:
         raise ValueError(f"{warp_path}: a {field.shape[-1]}D warp does not fit a {d}D reference")
+    finite = np.isfinite(field)
+    if not finite.all():  # it would write NaN voxels wherever it reaches
+        raise ValueError(f"{warp_path}: the warp holds {int((~finite).sum()):,} NaN or infinite values "
+                         "(of {:,}); it is broken, register again".format(field.size))
     matrix = read_itk_affine(affine_path)
     if matrix.shape != (d + 1, d + 1):
         raise ValueError(f"{affine_path}: a {matrix.shape[0] - 1}D affine does not fit a {d}D reference")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from firereg.atomic import atomic_write_text, staged_files
+from firereg.atomic import atomic_write_text, json_text, staged_files
 from firereg.data.io import write_displacement_field, write_image, write_labels
 from firereg.inference.itk_files import write_itk_affine
 from firereg.inference.register_pair import PairResult
@@ -42,5 +41,5 @@ def write_pair_outputs(result: PairResult, out_dir: str | Path, *, fixed_affine,
         report = dict(result.report)
         report.update(extra_report or {})
         report["files"] = {k: v.name for k, v in paths.items()}
-        paths["report"] = atomic_write_text(stage / "report.json", json.dumps(report, indent=2))
+        paths["report"] = atomic_write_text(stage / "report.json", json_text(report, indent=2))
     return {k: out / v.name for k, v in paths.items()}

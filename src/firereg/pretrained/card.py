@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from firereg.atomic import json_text
+
 __all__ = ["CARD_NAME", "CardError", "ModelCard", "VALIDATION_KEYS"]
 
 CARD_NAME = "card.json"
@@ -149,7 +151,7 @@ class ModelCard:
         return cls.from_dict(data, source=str(path))
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+        return json_text(self.to_dict(), indent=2) + "\n"
 
     def save(self, path: str | Path) -> Path:
         """Write the card as JSON, atomically."""

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from firereg.atomic import json_text
 from firereg.pretrained.card import CARD_NAME, VALIDATION_KEYS, ModelCard
 from firereg.pretrained.registry import pretrained_root
 
@@ -112,7 +113,7 @@ def package_run(run_dir: str | Path, name: str, *, modality_a: str, modality_b: 
         shutil.copyfile(checkpoint / "model.safetensors", tmp / "model.safetensors")
         packaged = {"format": meta["format"], "step": int(meta["step"]),
                     "model_config": meta["model_config"], "extra": {"validation": validation}}
-        (tmp / "checkpoint.json").write_text(json.dumps(packaged, indent=2, sort_keys=True) + "\n")
+        (tmp / "checkpoint.json").write_text(json_text(packaged, indent=2, sort_keys=True) + "\n")
         card.save(tmp / CARD_NAME)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes folders private
         if final.exists():

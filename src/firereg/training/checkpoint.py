@@ -31,7 +31,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from firereg.atomic import atomic_write_text
+from firereg.atomic import atomic_write_text, json_text
 from firereg.config import ConfigError, ModelConfig, from_dict, to_dict
 from firereg.model import FireModel
 from firereg.training.optimizers import FireOptimizers
@@ -119,7 +119,7 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+    path.write_text(json_text(data, indent=2, sort_keys=True))
 
 
 def save_checkpoint(

@@ -8,7 +8,6 @@ batches an uninterrupted run would have seen, whatever the number of data worker
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from collections.abc import Callable
@@ -295,9 +294,9 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
         summary = {"steps": tc.iterations, "seconds": seconds, "validation": last_val,
                    "terms": last_terms, "processes": ctx.world_size, "device": str(ctx.device),
                    "threads": torch.get_num_threads(), "parameter_checksums": checksums}
-        from firereg.atomic import atomic_write_text
+        from firereg.atomic import atomic_write_text, json_text
 
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+        atomic_write_text(out / "summary.json", json_text(summary, indent=2))
     return TrainResult(out, tc.iterations, last_terms, last_val, seconds, ctx.is_main)
 
 

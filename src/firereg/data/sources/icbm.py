@@ -26,13 +26,13 @@ avg152 T1/T2/PD.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from firereg.atomic import json_text
 from firereg.data.io import read_image, write_image, write_labels
 from firereg.data.records import Case
 from firereg.data.sources import brain_labels as bl
@@ -149,7 +149,7 @@ def _write_dataset(raw: dict[str, Path], out: Path) -> dict:
         str(bl.GREY): "grey >= white where grey + white >= 0.5 (includes deep grey and cerebellar cortex)",
         str(bl.WHITE): "white > grey where grey + white >= 0.5",
     }
-    (out / "labels.json").write_text(json.dumps({
+    (out / "labels.json").write_text(json_text({
         "labels": {str(v): n for v, n in ICBM_LABELS.items()}, "derivation": derivation,
         "tissue_threshold": bl.TISSUE_THRESHOLD, "voxels": voxels,
         "voxel_volume_mm3": float(abs(np.linalg.det(t1.affine[:3, :3])))}, indent=2) + "\n")

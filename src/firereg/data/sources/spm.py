@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from firereg.atomic import json_text
 from firereg.data.image import Image
 from firereg.data.io import read_image, read_labels, write_image, write_labels
 from firereg.data.records import Case
@@ -360,7 +361,7 @@ def _write_dataset(raw: dict[str, Path], out: Path, split: SlabSplit, say: Calla
                                           slabs["regions"][s]])),
             "2d": _counts(derived.labels[:, :, slabs["slices_2d"][s]])}
         for s in SPLITS}
-    (out / "split.json").write_text(json.dumps(slabs, indent=2) + "\n")
+    (out / "split.json").write_text(json_text(slabs, indent=2) + "\n")
 
     say(f"{DATASET_NAME}: writing {sum(len(v) for v in slabs['slices_2d'].values())} 2D axial slices")
     for k in sorted(k for ks in slabs["slices_2d"].values() for k in ks):
@@ -385,7 +386,7 @@ def _write_dataset(raw: dict[str, Path], out: Path, split: SlabSplit, say: Calla
         "atlas_vs_tissue_maps_dice": derived.agreement,
         "voxel_volume_mm3": float(abs(np.linalg.det(ref.affine[:3, :3]))),
     }
-    (out / "labels.json").write_text(json.dumps(labels_json, indent=2) + "\n")
+    (out / "labels.json").write_text(json_text(labels_json, indent=2) + "\n")
     summary = {
         "shape": list(ref.spatial_shape),
         "spacing_mm": [round(s, 4) for s in ref.spacing],
