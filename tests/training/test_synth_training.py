@@ -3,6 +3,7 @@ the held-out guard. The bank is the toy one of tests/conftest.py (no cache, no d
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,13 @@ def test_a_validation_brain_cannot_also_train():
     config["synthesis"] = {"tissues": ["p"], "validation_tissues": ["p"]}
     with pytest.raises(ConfigError, match="both in tissues"):
         experiment_from_dict(config)
+
+
+def test_a_bf16_run_keeps_float32_weights_and_finite_terms(tmp_path, toy_source):
+    result = train(experiment_from_dict(_config(iterations=2, precision="bf16")), tmp_path / "run",
+                   progress=False, device="cpu", datasets={})
+    weights = load_model(latest_checkpoint(tmp_path / "run")).state_dict()
+    assert all(v.dtype == torch.float32 for v in weights.values() if v.is_floating_point())
+    assert all(math.isfinite(v) for v in result.last_terms.values())
+    with pytest.raises(ConfigError, match="train.precision"):
+        experiment_from_dict(_config(precision="fp8"))

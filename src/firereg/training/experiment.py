@@ -145,12 +145,16 @@ class TrainConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     init_from: str | None = None
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if isinstance(self.curriculum, dict):
             object.__setattr__(self, "curriculum", from_dict(CurriculumConfig, self.curriculum))
         if isinstance(self.supervision, dict):
             object.__setattr__(self, "supervision", from_dict(SupervisionConfig, self.supervision))
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"train.precision must be 'fp32' or 'bf16' (autocast of the forward pass), "
+                              f"got {self.precision!r}")
         for name, lo in (("iterations", 1), ("batch_size", 1), ("validate_every", 1),
                          ("validation_pairs", 1), ("checkpoint_every", 1), ("log_every", 1),
                          ("seed", 0), ("num_workers", 0)):

@@ -258,7 +258,8 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
             try:
                 last_terms = training_step(model, optimizers, x_a, x_b, max_grad_norm=tc.max_grad_norm,
                                            after_backward=lambda: ctx.average_gradients(params),
-                                           known=known, known_weight=tc.supervision.weight_at(step))
+                                           known=known, known_weight=tc.supervision.weight_at(step),
+                                           precision=tc.precision)
             except NonFiniteLossError as exc:
                 raise _diverged(out, step + 1, exc.term, f"{exc.term} = {exc.value}", created=created,
                                 is_main=ctx.is_main) from exc

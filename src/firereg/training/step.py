@@ -21,7 +21,9 @@ from firereg.losses import fire_objective, l_known
 from firereg.model import FireModel
 from firereg.training.optimizers import FireOptimizers
 
-__all__ = ["training_step", "NonFiniteLossError", "KnownTargets", "AGGREGATE_TERMS"]
+__all__ = ["training_step", "NonFiniteLossError", "KnownTargets", "AGGREGATE_TERMS", "PRECISIONS"]
+
+PRECISIONS = ("fp32", "bf16")  # train.precision
 
 KnownTargets = dict[str, Tensor]
 """``partner_b``, ``clean_b``, ``partner_a``, ``clean_a``, each ``(N, 1, *S)``: the targets of
@@ -56,7 +58,8 @@ class NonFiniteLossError(FloatingPointError):
 def training_step(model: FireModel, optimizers: FireOptimizers, x_a: Tensor, x_b: Tensor,
                   *, max_grad_norm: float | None = None,
                   after_backward: Callable[[], None] | None = None,
-                  known: KnownTargets | None = None, known_weight: float = 0.0) -> dict[str, float]:
+                  known: KnownTargets | None = None, known_weight: float = 0.0,
+                  precision: str = "fp32") -> dict[str, float]:
     """Compute every term of Eq. (1) on a batch of pairs and update the model.
 
     Args:
@@ -65,6 +68,9 @@ def training_step(model: FireModel, optimizers: FireOptimizers, x_a: Tensor, x_b
             then minimises ``total + known_weight * l_known`` (a departure from §3.9, see
             :mod:`firereg.losses.supervision`). Both terms are returned as ``l_known`` and
             ``objective``; ``total`` stays Eq. (1).
+        precision: "fp32", or "bf16" to run the forward pass and the losses under
+            ``torch.autocast(dtype=bfloat16)`` on the inputs' device (weights, gradients and the
+            optimizers stay float32; docs/training.md measures what it costs).
         max_grad_norm: if given, clip the gradient norm of each optimizer's group to it.
         after_backward: called between ``backward`` and the optimizer steps (e.g. to average
             gradients across processes).
@@ -75,18 +81,21 @@ def training_step(model: FireModel, optimizers: FireOptimizers, x_a: Tensor, x_b
     Raises:
         NonFiniteLossError: if the total loss is NaN or infinite (no parameter is changed).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"training_step: precision must be one of {PRECISIONS}, got {precision!r}")
     model.train()
     optimizers.zero_grad()
-    out = model(x_a, x_b)
-    terms = fire_objective(out, x_a, x_b)
-    total = terms["total"]
-    if known is not None:
-        terms["l_known"] = l_known(out.phi_ab, out.phi_ba, known["partner_b"], known["clean_b"],
-                                   known["partner_a"], known["clean_a"])
-        terms["known_weight"] = total.new_tensor(float(known_weight))
-        if known_weight > 0:
-            total = total + known_weight * terms["l_known"]
-        terms["objective"] = total
+    with torch.autocast(x_a.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        out = model(x_a, x_b)
+        terms = fire_objective(out, x_a, x_b)
+        total = terms["total"]
+        if known is not None:
+            terms["l_known"] = l_known(out.phi_ab, out.phi_ba, known["partner_b"], known["clean_b"],
+                                       known["partner_a"], known["clean_a"])
+            terms["known_weight"] = total.new_tensor(float(known_weight))
+            if known_weight > 0:
+                total = total + known_weight * terms["l_known"]
+            terms["objective"] = total
     if not bool(torch.isfinite(total.detach())):
         floats = {k: float(v.detach()) for k, v in terms.items()}
         values = ", ".join(f"{k}={v:.4g}" for k, v in floats.items())
