@@ -9,7 +9,8 @@ from firereg.pretrained import list_models, load_pretrained, select_model
 from firereg.pretrained.registry import pretrained_root
 
 SHIPPED = {card.name: card for card in list_models()}
-EXPECTED_2D = {"t1-t2-2d": ("T1", "T2"), "pd-t2-2d": ("PD", "T2"), "t1-pd-2d": ("T1", "PD")}
+EXPECTED_2D = {"t1-t2-2d": ("T1", "T2"), "pd-t2-2d": ("PD", "T2"), "t1-pd-2d": ("T1", "PD"),
+               "t1-t1-2d": ("T1", "T1")}
 
 
 def test_the_2d_brain_models_are_shipped() -> None:
@@ -43,13 +44,15 @@ def test_default_2d_choice_is_t1_to_t2() -> None:
     assert reverse.card.name == "pd-t2-2d" and reverse.direction == "ba"
 
 
-def test_intra_modal_pairs_need_refine_and_then_use_a_model_with_that_modality() -> None:
+def test_t1_to_t1_uses_the_intra_modal_model_and_other_intra_modal_pairs_need_refine() -> None:
     from firereg.pretrained import ModelSelectionError
 
+    t1 = select_model(None, ndim=2, moving_modality="T1", fixed_modality="T1")
+    assert (t1.card.name, t1.direction) == ("t1-t1-2d", "ab")
     with pytest.raises(ModelSelectionError, match="add --refine"):
-        select_model(None, ndim=2, moving_modality="T1", fixed_modality="T1")
-    t1 = select_model(None, ndim=2, moving_modality="T1", fixed_modality="T1", intra_modal=True)
-    assert (t1.card.name, t1.direction) == ("t1-t2-2d", "ab")
+        select_model(None, ndim=2, moving_modality="T2", fixed_modality="T2")
+    t2 = select_model(None, ndim=2, moving_modality="T2", fixed_modality="T2", intra_modal=True)
+    assert (t2.card.name, t2.direction) == ("t1-t2-2d", "ba")
     t2 = select_model("t1-t2-2d", ndim=2, moving_modality="T2", fixed_modality="T2", intra_modal=True)
     assert t2.direction == "ba" and "intra-modal" in t2.how
     with pytest.raises(ModelSelectionError, match="no shipped 2D model registers FLAIR -> FLAIR"):
@@ -63,3 +66,12 @@ def test_the_diffeomorphic_model_says_so_and_is_preferred_for_diffeomorphic_regi
     assert not SHIPPED["t1-t2-2d"].diffeomorphic
     assert select_model(None, ndim=2, prefer_diffeomorphic=True).model == "t1-t2-2d-diffeo"
     assert select_model(None, ndim=2).model == "t1-t2-2d"
+
+
+def test_the_synthesized_subject_models_name_their_recipe_and_the_first_round_model_stays() -> None:
+    for name in ("t1-t2-2d", "t1-t1-2d"):
+        card = SHIPPED[name]
+        assert "synthesized" in card.recipe and card.config.endswith("_synth.yaml")
+        assert {"synth_dice", "synth_pairs"} <= set(card.validation)
+    # t1-t2-2d and t1-t2-2d-diffeo start from it (train.init_from), so it is kept
+    assert SHIPPED["t1-t2-2d-avg152"].iterations == 3250
