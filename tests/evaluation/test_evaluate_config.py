@@ -100,9 +100,15 @@ def test_brain_experiments_use_their_model_s_training_augmentation(name):
 def test_every_shipped_experiment_config_loads():
     names = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
     assert names == ["brain_2d_pd_t2", "brain_2d_t1_t2", "brain_3d_t1_t2", "cardiac_2d_es_ed",
-                     "cross_brain_2d_t1_t2", "cross_brain_2d_t1_t2_network", "demo_brain_2d_t1_t2",
-                     "diffeo_model_brain_2d_t1_t2", "heldout_individual_2d_t1",
-                     "heldout_individual_robex_2d_t1", "robust_brain_2d_t1_t2_large"]
+                     "cross_brain_2d_t1_t2", "cross_brain_2d_t1_t2_avg152", "cross_brain_2d_t1_t2_network",
+                     "demo_brain_2d_t1_t2", "diffeo_model_brain_2d_t1_t2", "heldout_individual_2d_t1",
+                     "heldout_individual_2d_t1_avg152", "heldout_individual_robex_2d_t1",
+                     "heldout_individual_robex_2d_t1_avg152", "robust_brain_2d_t1_t2_large"]
+    for stem in ("cross_brain_2d_t1_t2", "heldout_individual_2d_t1", "heldout_individual_robex_2d_t1"):
+        before = load_config(EXPERIMENTS / f"{stem}_avg152.yaml")  # the first-round model, same pairs
+        after = load_config(EXPERIMENTS / f"{stem}.yaml")
+        assert before.model == "t1-t2-2d-avg152" and after.model in ("t1-t2-2d", "t1-t1-2d")
+        assert before.protocol == after.protocol
     network = load_config(EXPERIMENTS / "cross_brain_2d_t1_t2_network.yaml")
     assert "fire_refine_network" in network.methods and network.moving_brain == "icbm152_2009a"
     assert load_config(EXPERIMENTS / "diffeo_model_brain_2d_t1_t2.yaml").model == "t1-t2-2d-diffeo"
