@@ -53,6 +53,9 @@ def test_t1_to_t1_uses_the_intra_modal_model_and_other_intra_modal_pairs_need_re
         select_model(None, ndim=2, moving_modality="T2", fixed_modality="T2")
     t2 = select_model(None, ndim=2, moving_modality="T2", fixed_modality="T2", intra_modal=True)
     assert (t2.card.name, t2.direction) == ("t1-t2-2d", "ba")
+    # a named T1 <-> T2 model still takes a T1 -> T1 pair through its T1 side when asked to
+    old = select_model("t1-t2-2d-avg152", ndim=2, moving_modality="T1", fixed_modality="T1", intra_modal=True)
+    assert (old.card.name, old.direction) == ("t1-t2-2d-avg152", "ab") and "intra-modal" in old.how
     t2 = select_model("t1-t2-2d", ndim=2, moving_modality="T2", fixed_modality="T2", intra_modal=True)
     assert t2.direction == "ba" and "intra-modal" in t2.how
     with pytest.raises(ModelSelectionError, match="no shipped 2D model registers FLAIR -> FLAIR"):

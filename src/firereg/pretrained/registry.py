@@ -307,8 +307,10 @@ def select_model(model: str | None, *, ndim: int | None, moving_modality: str | 
         own = [c for c in cards if c.modality_a.casefold() == m and c.modality_b.casefold() == m]
         named = {c.name: c for c in cards}.get(model.casefold()) if model else None
         one_side = any(m in (c.modality_a.casefold(), c.modality_b.casefold()) for c in cards)
-        if not own and one_side and (named is None
-                                     or named.modality_a.casefold() != named.modality_b.casefold()):
+        # a named model with two modalities takes the intra-modal path even when an intra-modal
+        # model exists (it was asked for); without a name, an intra-modal model comes first
+        named_two = named is not None and named.modality_a.casefold() != named.modality_b.casefold()
+        if one_side and ((not own and named is None) or named_two):
             if not intra_modal:
                 raise ModelSelectionError(
                     f"no shipped model registers {moving_modality} -> {fixed_modality} (intra-modal); "
