@@ -20,14 +20,14 @@ browser:
 	else sudo apt-get update && sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; fi
 
 test: $(STAMP) browser
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks tools
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
 	$(VENV)/bin/firereg demo --out runs/demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks tools
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -42,7 +42,8 @@ def main(argv: list[str]) -> int:
     model = _load(argv[1])
     device = torch.device("cpu")
     val = build_datasets(config.data, splits=("val",))["val"]
-    spm = _validation_samples(val, config.train.validation_pairs, config.train.seed, default_augmenter(config))
+    spm = _validation_samples(val, config.train.validation_pairs, config.train.seed,
+                              default_augmenter(config))
     print("SPM val slab:", validate(model, spm, device))
     brain = validation_brain_samples(config) if config.data.source == "synth" else []
     if brain:
