@@ -135,3 +135,16 @@ def test_every_json_writer_goes_through_json_text():
     assert offenders == [], "use firereg.atomic.json_text:\n" + "\n".join(offenders)
 
 
+
+
+def test_float64_values_beyond_float32_are_named_not_called_nan(tmp_path, capsys, pair, models):
+    """A float64 image of 1e300 used to be refused as "NaN-filled": its values are finite, only
+    too large for float32; the message says so, names the file, and nothing is written."""
+    from reliability_helpers import save, smooth_volume
+
+    huge = save(tmp_path / "huge.nii.gz", smooth_volume(5).astype(np.float64) * 1e300)
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "register", "--moving", huge, "--fixed", pair["fixed"],
+                                "--model", models["3d"], "--out", out, "--device", "cpu")
+    assert_one_line_error(code, err, "register", "holds float64 values beyond float32's range")
+    assert "huge.nii.gz" in err and "NaN" not in err and not out.exists()

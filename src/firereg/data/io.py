@@ -172,8 +172,14 @@ def read_image(path: str | Path, *, ndim: int | None = None, allow_series: bool 
         raw = raw.astype(np.uint8)
     data = raw.astype(np.float32, copy=False)
     finite = np.isfinite(data)
+    if np.issubdtype(raw.dtype, np.floating) and raw.dtype.itemsize > 4 and not finite.all():
+        overflow = np.isfinite(raw) & ~finite  # finite as stored, infinite in float32
+        if overflow.any():
+            largest = float(np.abs(raw[np.isfinite(raw)]).max())
+            raise _fail(path, f"holds {raw.dtype} values beyond float32's range (largest magnitude "
+                              f"{largest:.3g}); rescale the image")
     if not finite.any():
-        raise _fail(path, "holds no finite value (NaN-filled)")
+        raise _fail(path, "holds no finite value (every voxel NaN or infinite)")
     if not finite.all():
         fill = float(data[finite].min())
         log.warning("%s: %d non-finite voxels set to %g", path, int((~finite).sum()), fill)
