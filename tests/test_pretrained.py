@@ -181,7 +181,8 @@ def test_a_pairing_the_named_model_cannot_register_is_refused_naming_the_models_
 def test_a_named_model_of_other_dimensions_is_refused_suggesting_the_right_one(shipped):
     with pytest.raises(ModelSelectionError) as exc:
         select_model("t1-t2-2d", ndim=3, moving_modality=None, fixed_modality=None, direction=None)
-    assert str(exc.value) == "model t1-t2-2d is 2D; the input images are 3D (use t1-t2-3d)"
+    assert str(exc.value) == ("model t1-t2-2d is 2D; the input images are 3D (shipped 3D models for "
+                              "T1 <-> T2: t1-t2-3d)")
     with pytest.raises(ModelSelectionError, match=r"^model pd-t2-2d is 2D; the input images are 3D$"):
         select_model("pd-t2-2d", ndim=3)
 
@@ -384,3 +385,12 @@ def test_the_shipped_model_files_are_package_data():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert config["tool"]["setuptools"]["package-data"]["firereg.pretrained"] == ["*/*.json",
                                                                                    "*/*.safetensors"]
+
+
+def test_a_folder_whose_card_claims_other_dimensions_points_at_the_shipped_models(shipped, checkpoints,
+                                                                                  tmp_path):
+    folder = ship(tmp_path / "mine", make_card("t1-t2-2d", "T1", "T2", ndim=3), checkpoints)
+    with pytest.raises(ModelSelectionError) as info:  # its card claims 3D, the images are 2D
+        select_model(str(folder), ndim=2)
+    assert str(info.value) == ("model t1-t2-2d is 3D; the input images are 2D (shipped 2D models "
+                               "for T1 <-> T2: t1-t2-2d)")

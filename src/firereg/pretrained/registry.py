@@ -176,7 +176,9 @@ def _resolve(card: ModelCard, *, ndim: int | None, moving: str | None, fixed: st
         same = {card.modality_a.casefold(), card.modality_b.casefold()}
         alternatives = [c.name for c in cards if c.ndim == ndim
                         and {c.modality_a.casefold(), c.modality_b.casefold()} == same]
-        hint = f" (use {' or '.join(alternatives)})" if alternatives else ""
+        # "shipped": a --model folder may carry a card of the same name as a shipped model
+        hint = (f" (shipped {ndim}D models for {card.modalities}: {', '.join(alternatives)})"
+                if alternatives else "")
         raise ModelSelectionError(f"model {card.name} is {card.ndim}D; the input images are "
                                   f"{ndim}D{hint}")
     possible = _directions(card, moving, fixed)
