@@ -148,3 +148,20 @@ def test_float64_values_beyond_float32_are_named_not_called_nan(tmp_path, capsys
                                 "--model", models["3d"], "--out", out, "--device", "cpu")
     assert_one_line_error(code, err, "register", "holds float64 values beyond float32's range")
     assert "huge.nii.gz" in err and "NaN" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("ed", ["0", "abc", "2.5", "-3"])
+def test_register_series_names_the_info_cfg_of_a_bad_ed(tmp_path, capsys, cine, models, ed):
+    """``ED: 0`` used to be reported as ``--reference -1`` (no --reference was given) and ``ED: abc``
+    named no file: the one line now names the Info.cfg and what ED must be."""
+    import shutil
+
+    folder = tmp_path / "patient001"
+    folder.mkdir()
+    moved = shutil.copy(cine, folder / "patient001_4d.nii.gz")
+    (folder / "Info.cfg").write_text(f"ED: {ed}\nES: 3\n")
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "register-series", "--cine", moved, "--model", models["2d"],
+                                "--out", out, "--device", "cpu")
+    assert_one_line_error(code, err, "register-series", "Info.cfg: ED must be a 1-based frame number")
+    assert f"got '{ed}'" in err and "--reference -1" not in err and not out.exists()

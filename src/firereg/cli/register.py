@@ -203,7 +203,15 @@ def _reference_frame(text: str, cine_path: Path) -> tuple[int, str]:
 
         values = {k.upper(): v for k, v in read_info_cfg(info).items()}
         if "ED" in values:
-            return int(float(values["ED"])) - 1, f"ED from {info} (1-based {values['ED']})"
+            raw = values["ED"].strip()
+            try:
+                number = float(raw)
+            except ValueError:
+                number = float("nan")
+            if not (number.is_integer() and number >= 1):
+                raise ValueError(f"{info}: ED must be a 1-based frame number (ACDC counts frames from 1), "
+                                 f"got {raw!r}; or pass --reference with a 0-based frame index")
+            return int(number) - 1, f"ED from {info} (1-based {raw})"
     return 0, "ED taken as the first frame (no Info.cfg beside the cine)"
 
 
