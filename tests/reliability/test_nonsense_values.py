@@ -165,3 +165,23 @@ def test_register_series_names_the_info_cfg_of_a_bad_ed(tmp_path, capsys, cine, 
                                 "--out", out, "--device", "cpu")
     assert_one_line_error(code, err, "register-series", "Info.cfg: ED must be a 1-based frame number")
     assert f"got '{ed}'" in err and "--reference -1" not in err and not out.exists()
+
+
+def test_a_one_slice_cine_is_registered_not_called_a_2d_image(tmp_path, capsys, models):
+    """A one-slice cine (X, Y, 1, T), e.g. a long-axis cine slice, used to be refused as "a 2D image
+    ..., expected 3D"; it is a stack of one slice, registered frame by frame on its own plane."""
+    from reliability_helpers import save, smooth_volume
+
+    frames = np.stack([smooth_volume(40 + t, (24, 26, 1)) for t in range(4)], axis=-1)
+    cine = save(tmp_path / "slice_cine.nii.gz", frames, np.diag([2.0, 2.0, 8.0, 1.0]))
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "register-series", "--cine", cine, "--model", models["2d"],
+                                "--out", out, "--device", "cpu")
+    assert code == 0, err
+    warped = nib.load(str(out / "warped_4d.nii.gz"))
+    assert warped.shape == (24, 26, 1, 4) and np.allclose(warped.affine, np.diag([2.0, 2.0, 8.0, 1.0]))
+    assert len(list((out / "warps").glob("warp_t*.nii.gz"))) == 4
+    single = save(tmp_path / "single.nii.gz", smooth_volume(7, (24, 26)))
+    code, _, err = run_cli(capsys, "register-series", "--cine", single, "--model", models["2d"],
+                           "--out", tmp_path / "o2", "--device", "cpu")
+    assert_one_line_error(code, err, "register-series", "a single 2D image, not a cine")

@@ -220,6 +220,7 @@ def run_register_series(args: argparse.Namespace) -> int:
     import numpy as np
 
     from firereg.atomic import atomic_write_text, json_text, staged_files
+    from firereg.data.image import Image
     from firereg.data.io import read_image, write_displacement_field, write_image
     from firereg.data.preprocessing import PreprocessConfig
     from firereg.inference.register_series import register_series
@@ -227,9 +228,12 @@ def run_register_series(args: argparse.Namespace) -> int:
     from firereg.runtime import resolve_device
 
     selection = select_series_model(args.model)
-    cine = read_image(args.cine, ndim=3, allow_series=True)
+    cine = read_image(args.cine, allow_series=True)
     if not cine.is_series:
-        raise ValueError(f"{args.cine}: a single volume, not a 4D cine (X, Y, Z, T)")
+        raise ValueError(f"{args.cine}: a single {cine.ndim}D image, not a cine (X, Y, Z, T) or a "
+                         "one-slice cine (X, Y, 1, T)")
+    if cine.ndim == 2:  # a one-slice cine (X, Y, 1, T): a stack of one slice, its own plane kept
+        cine = Image(data=cine.data[:, :, None, :], affine=cine.affine, ndim=3, source=cine.source)
     reference, how = _reference_frame(args.reference, Path(args.cine))
     model = selection.load()
     spacing = args.spacing if args.spacing is not None else (
