@@ -73,6 +73,8 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, phantom_root):
     assert all(torch.equal(a[k], b[k]) for k in a)
     rows = (tmp_path / "resumed" / "log.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5", "6"]
+    seconds = [float(r.split(",")[1]) for r in rows[1:]]
+    assert seconds == sorted(seconds) and seconds[3] > seconds[2]  # the clock goes on after resume
 
 
 def test_refusals(tmp_path, phantom_root):

@@ -207,6 +207,7 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
     model = FireModel(config.model).to(ctx.device)
     optimizers = build_optimizers(model, config.optim)
     start = 0
+    elapsed_before = 0.0  # a resumed run's log.csv "seconds" go on from the last logged row
     if tc.init_from is not None and not resume:
         from firereg.training.checkpoint import load_initial_weights
 
@@ -220,6 +221,7 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
         if ctx.is_main:  # a killed run may have logged steps after its last checkpoint
             _truncate_csv(out / "log.csv", start)
             _truncate_csv(out / "val.csv", start)
+            elapsed_before = _last_seconds(out / "log.csv")
     ctx.broadcast_parameters(model)
     val_samples = _validation_samples(datasets["val"], tc.validation_pairs, tc.seed, augment) \
         if ctx.is_main and "val" in datasets else []
@@ -270,7 +272,8 @@ def _train(config: ExperimentConfig, out_dir: str | Path, *, resume: bool = Fals
                                 syn=f"{last_terms['l_syn_acc']:.3f}",
                                 strength=f"{tc.curriculum.strength(step):.2f}")
                 _append_csv(log_path, log_columns,
-                            {"step": done, "seconds": round(time.perf_counter() - begin, 3),
+                            {"step": done,
+                             "seconds": round(elapsed_before + time.perf_counter() - begin, 3),
                              **last_terms})
             if ctx.is_main and (val_samples or brain_samples) and (done % tc.validate_every == 0
                                                                    or done == tc.iterations):
@@ -350,6 +353,21 @@ def _truncate_csv(path: Path, last_step: int) -> None:
         from firereg.atomic import atomic_write_text
 
         atomic_write_text(path, header + "".join(kept))
+
+
+def _last_seconds(path: Path) -> float:
+    """The ``seconds`` of the last row of a (truncated) log.csv; 0 when there is none, so that a
+    resumed run's training-time column keeps counting instead of restarting at 0."""
+    if not path.exists():
+        return 0.0
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    if len(lines) < 2:
+        return 0.0
+    column = lines[0].split(",").index("seconds") if "seconds" in lines[0].split(",") else -1
+    try:
+        return float(lines[-1].split(",")[column]) if column >= 0 else 0.0
+    except (ValueError, IndexError):
+        return 0.0
 
 
 def _append_csv(path: Path, columns: list[str], row: dict[str, Any]) -> None:
