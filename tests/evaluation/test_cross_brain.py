@@ -135,3 +135,35 @@ def test_moving_brain_config_is_checked(two_brains, tmp_path):
             (shutil.copytree if item.is_dir() else shutil.copy)(item, spm_without / item.name)
     with pytest.raises(ValueError, match="needs its tissue maps"):
         source_images(_config(spm_without, second))
+
+
+def test_fixed_brain_only_zeroes_the_fixed_image_outside_grey_white_and_csf(tmp_path):
+    from firereg.evaluation.cross_brain import fixed_brain_only
+
+    affine = np.array(SPM, dtype=float)
+    shape = (6, 5, 4)
+    tissue = np.zeros(shape, np.float32)
+    tissue[1:4, 1:4, 1:3] = 0.3  # each map 0.3 inside a box: 0.9 >= 0.5 there, 0 outside
+    for name in ("grey", "white", "csf"):
+        write_image(Image(tissue, affine, 3), tmp_path / f"{name}.nii.gz")
+    head = Image(np.full(shape, 7.0, np.float32), affine, 3)
+    brain = fixed_brain_only(head, tmp_path)
+    assert brain.data.sum() == 7.0 * 3 * 3 * 2 and np.all(brain.data[1:4, 1:4, 1:3] == 7.0)
+    assert np.allclose(brain.affine, affine)
+    (tmp_path / "csf.nii.gz").unlink()
+    with pytest.raises(ValueError, match=r"missing \['csf.nii.gz'\]"):
+        fixed_brain_only(head, tmp_path)
+
+
+def test_whole_region_evaluates_one_whole_volume_and_is_checked(two_brains):
+    spm, second = two_brains
+    config = _config(spm, second, dims=3, region="whole")
+    (image,) = source_images(config)[0]
+    assert "_whole_" in image.name  # one "slab" of every slice
+    assert image.fixed.spatial_shape == read_image(spm / "t2.nii.gz", ndim=3).spatial_shape
+    with pytest.raises(ConfigError, match="region: whole is for kind brain with dims 3"):
+        _config(spm, second, region="whole")  # dims 2
+    with pytest.raises(ConfigError, match="region must be one of"):
+        _config(spm, second, dims=3, region="half")
+    with pytest.raises(ConfigError, match="fixed_brain_only is for cross-brain pairs"):
+        _config(spm, second, moving_brain=None, fixed_brain_only=True)

@@ -101,6 +101,7 @@ def test_every_shipped_experiment_config_loads():
     names = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
     assert names == ["brain_2d_pd_t2", "brain_2d_t1_t2", "brain_3d_t1_t2", "cardiac_2d_es_ed",
                      "cross_brain_2d_t1_t2", "cross_brain_2d_t1_t2_avg152", "cross_brain_2d_t1_t2_network",
+                     "cross_brain_3d_t1_t2_whole",
                      "demo_brain_2d_t1_t2", "diffeo_model_brain_2d_t1_t2", "heldout_individual_2d_t1",
                      "heldout_individual_2d_t1_avg152", "heldout_individual_robex_2d_t1",
                      "heldout_individual_robex_2d_t1_avg152", "robust_brain_2d_t1_t2_large"]
@@ -114,6 +115,9 @@ def test_every_shipped_experiment_config_loads():
     assert load_config(EXPERIMENTS / "diffeo_model_brain_2d_t1_t2.yaml").model == "t1-t2-2d-diffeo"
     three_d = load_config(EXPERIMENTS / "brain_3d_t1_t2.yaml")
     assert three_d.dims == 3 and three_d.model == "runs/models/t1_t2_3d_cpu" and three_d.spacing == 4.0
+    whole = load_config(EXPERIMENTS / "cross_brain_3d_t1_t2_whole.yaml")
+    assert (whole.dims, whole.region, whole.fixed_brain_only) == (3, "whole", True)
+    assert whole.moving_brain == "icbm152_2009a" and whole.protocol.transforms_per_image == 5
     cross = load_config(EXPERIMENTS / "cross_brain_2d_t1_t2.yaml")
     assert cross.moving_brain == "icbm152_2009a"
     assert cross.label_table == {1: "grey matter", 3: "white matter"}

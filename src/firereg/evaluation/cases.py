@@ -40,6 +40,7 @@ import torch
 
 from firereg.data.image import Image
 from firereg.data.io import read_image, read_labels
+from firereg.data.records import Case
 from firereg.evaluation.experiment_config import EvaluationConfig
 
 __all__ = ["SourceImage", "EvalCase", "DataInfo", "source_images", "selected_indices", "image_seed",
@@ -180,6 +181,8 @@ def _brain_images(config: EvaluationConfig) -> tuple[list[SourceImage], DataInfo
     root = _brain_root(config)
     records = (spm_slice_cases(root, split=config.split) if config.dims == 2
                else spm_cases(root, split=config.split))
+    if config.region == "whole":  # one record, the whole volume (its meta's slabs are not used)
+        records = [_whole_volume(records[0])]
     if config.moving_brain is not None:
         return _cross_brain_images(config, root, records)
     images = []
@@ -207,6 +210,15 @@ def _brain_images(config: EvaluationConfig) -> tuple[list[SourceImage], DataInfo
     return images, _brain_info(root)
 
 
+def _whole_volume(case: Case) -> Case:
+    """``case`` with no slabs: :func:`_brain_images` then takes its whole volume, named
+    ``<dataset>_whole``."""
+    from dataclasses import replace
+
+    dataset = case.name.rsplit("_", 1)[0]
+    return replace(case, name=f"{dataset}_whole", meta={**case.meta, "slabs": None})
+
+
 def _cross_brain_images(config: EvaluationConfig, root: Path,
                         records: list) -> tuple[list[SourceImage], DataInfo]:
     """Moving = the second brain (``moving_brain``), fixed = SPM; tissue labels on both
@@ -223,6 +235,8 @@ def _cross_brain_images(config: EvaluationConfig, root: Path,
     moving_labels3 = read_labels(second.labels, ndim=3)
     volume = spm_cases(root)[0]
     fixed3 = read_image(_modality_path(volume.images, config.modality_fixed, volume.name), ndim=3)
+    if config.fixed_brain_only:
+        fixed3 = cb.fixed_brain_only(fixed3, root)
     tissue3 = cb.fixed_tissue_labels(root)
     images = []
     for case in records:
@@ -247,7 +261,9 @@ def _cross_brain_images(config: EvaluationConfig, root: Path,
     what = (f"cross-brain pairs: the {moving_name} brain's {config.modality_moving} (moving; a second, "
             f"independent real template) onto the SPM avg152 {config.modality_fixed} (fixed) at the same "
             "world slice, each further misaligned by synthetic random affine + non-rigid transforms "
-            "of the moving image; scored on grey and white matter derived by one rule on both brains")
+            "of the moving image; scored on grey and white matter derived by one rule on both brains"
+            + ("; the fixed image is brain-extracted by its tissue maps" if config.fixed_brain_only else "")
+            + ("; whole volumes" if config.region == "whole" else ""))
     return images, DataInfo(f"{moving_name}->spm_avg152", str(root), False, True, what)
 
 

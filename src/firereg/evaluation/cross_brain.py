@@ -30,7 +30,8 @@ import numpy as np
 from firereg.data.image import Image
 from firereg.data.io import read_image
 
-__all__ = ["CROSS_BRAIN_LABELS", "moving_brain_root", "fixed_tissue_labels", "matching_slice"]
+__all__ = ["CROSS_BRAIN_LABELS", "moving_brain_root", "fixed_tissue_labels", "fixed_brain_only",
+           "matching_slice"]
 
 CROSS_BRAIN_LABELS = {1: "grey matter", 3: "white matter"}
 """The structures a cross-brain pair is scored on (values of the SPM/ICBM label tables)."""
@@ -63,6 +64,27 @@ def fixed_tissue_labels(spm_root: Path) -> Image:
                          "(rebuild it with `firereg data prepare`)")
     grey, white = (read_image(p, ndim=3) for p in paths)
     return Image(tissue_labels(grey.data, white.data), grey.affine, 3, source=str(spm_root / "tissue"))
+
+
+def fixed_brain_only(fixed3: Image, spm_root: Path) -> Image:
+    """``fixed3`` (the SPM 3D image) with everything outside its brain set to 0.
+
+    The brain is where grey + white + CSF probability >= 0.5 (the SPM tissue maps). The ICBM
+    template is skull-stripped and the avg152 images are not; stripping the fixed side too is what
+    a user does before registering a brain-extracted image, and it keeps a method from matching
+    the moving brain's outline to the fixed head's (ANTs-affine fell below unaligned in 3D that way).
+    """
+    paths = [spm_root / f"{t}.nii.gz" for t in ("grey", "white", "csf")]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise ValueError(f"{spm_root}: fixed_brain_only needs its tissue maps; missing {missing} "
+                         "(rebuild it with `firereg data prepare`)")
+    total = sum(read_image(p, ndim=3).data.astype(np.float64) for p in paths)
+    if total.shape != fixed3.data.shape[-3:]:
+        raise ValueError(f"{spm_root}: the tissue maps' grid {total.shape} is not the fixed image's "
+                         f"{fixed3.data.shape[-3:]}")
+    brain = (total >= 0.5).astype(fixed3.data.dtype)
+    return Image(fixed3.data * brain, fixed3.affine, 3, source=f"{fixed3.source} (brain only)")
 
 
 def matching_slice(fixed3: Image, k: int, moving3: Image) -> int:

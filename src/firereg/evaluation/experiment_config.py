@@ -58,6 +58,7 @@ METHOD_LABELS = {"unaligned": "unaligned", "ants_affine": "ANTs-affine", "fire_a
 KINDS = ("brain", "cardiac", "individual")
 DEVICES = ("cpu", "cuda", "auto")
 SPLITS = ("train", "val", "test")
+REGIONS = ("slabs", "whole")
 BRAIN_TRANSFORMS = 20
 
 # the paper's structures (§4.1: BS, CE, WHM; §4.2 Table 3: LVe, Myo), in firereg's label values
@@ -191,6 +192,13 @@ class EvaluationConfig:
             (:mod:`firereg.evaluation.cross_brain`); None: the moving image is the SPM brain's.
         gpu_timing: when FIRE runs on the CPU and a CUDA device is present, also time FIRE-affine
             and FIRE on the GPU (Table 4's FIRE-GPU columns); the scores are the CPU run's.
+        fixed_brain_only: with ``moving_brain`` only: set the fixed SPM image to 0 outside its brain
+            (grey + white + CSF >= 0.5), as the skull-stripped moving brain is
+            (:func:`firereg.evaluation.cross_brain.fixed_brain_only`).
+        region: kind brain, dims 3: "slabs" (the split's slabs, the paper's protocol) or "whole"
+            (the whole volume, one image; ``split`` is then unused). A whole avg152 volume holds
+            the 2D/3D models' SPM *training* slabs too, so it is a held-out test only for a model
+            that never saw avg152 (the synthesized-subject 3D models, docs/training.md).
         individual: kind individual only: the held-out individual, a name of
             ``<cache>/datasets/heldout_individuals`` (e.g. ``ds000240-sub-01``) or a folder holding
             ``t1.nii.gz`` (and optionally ``brain_mask.nii.gz``). ``data_root`` then names the
@@ -215,6 +223,8 @@ class EvaluationConfig:
     moving_brain: str | None = None
     gpu_timing: bool = True
     individual: str | None = None
+    region: str = "slabs"
+    fixed_brain_only: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -287,6 +297,14 @@ class EvaluationConfig:
             raise ConfigError("protocol and ants must be mappings")
         if not isinstance(self.gpu_timing, bool):
             raise ConfigError(f"gpu_timing must be true or false, got {self.gpu_timing!r}")
+        if self.region not in REGIONS:
+            raise ConfigError(f"region must be one of {list(REGIONS)}, got {self.region!r}")
+        if self.region == "whole" and (self.kind != "brain" or self.dims != 3):
+            raise ConfigError("region: whole is for kind brain with dims 3 (a whole brain volume)")
+        if not isinstance(self.fixed_brain_only, bool):
+            raise ConfigError(f"fixed_brain_only must be true or false, got {self.fixed_brain_only!r}")
+        if self.fixed_brain_only and self.moving_brain is None:
+            raise ConfigError("fixed_brain_only is for cross-brain pairs (set moving_brain)")
         if self.moving_brain is not None:
             if self.kind != "brain":
                 raise ConfigError("moving_brain is for kind brain (cross-brain pairs)")
@@ -365,7 +383,8 @@ class EvaluationConfig:
                      "affine": dict(self.ants.affine), "syn": dict(self.ants.syn)},
             "device": self.device, "torch_threads": self.torch_threads,
             "moving_brain": self.moving_brain, "gpu_timing": self.gpu_timing,
-            "individual": self.individual,
+            "individual": self.individual, "region": self.region,
+            "fixed_brain_only": self.fixed_brain_only,
         }
 
 
