@@ -12,6 +12,7 @@ from firereg.data.image import Image
 from firereg.data.io import read_image, read_labels
 from firereg.data.preprocessing import PreprocessConfig
 from firereg.inference.outputs import write_pair_outputs
+from firereg.inference.image_affine import ImageAffineConfig
 from firereg.inference.register_pair import register_pair
 from firereg.model import FireModel
 
@@ -130,3 +131,31 @@ def test_apply_reproduces_warped_and_its_labels(tmp_path, pair):
     assert (again_labels.data == result.warped_labels.data).mean() > 0.995
     with pytest.raises(ValueError, match="not a firereg registration folder"):
         transform_files(tmp_path / "nothing")
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def test_the_image_affine_stage_aligns_a_shifted_phantom_an_untrained_network_cannot():
+    affine = _oblique(0, (2.0, 2.0, 2.0), (-40, -40, -30))
+    f_img, f_lab = _phantom((40, 40, 32), affine, np.array([0.0, 0.0, 0.0]))
+    m_img, m_lab = _phantom((40, 40, 32), affine, np.array([6.0, -4.0, 3.0]))  # the head moved
+    moving, fixed = Image(m_img, affine, 3, "moving"), Image(f_img, affine, 3, "fixed")
+    labels = Image(m_lab, affine, 3, "labels")
+    model = FireModel(ModelConfig(ndim=3, width=4))  # untrained: the identity
+    settings = dict(moving_labels=labels, preprocess_config=PreprocessConfig(spacing=2.0))
+    before = register_pair(model, moving, fixed, **settings)
+    after = register_pair(model, moving, fixed, **settings,
+                          image_affine=ImageAffineConfig(metric="ncc", factors=(2, 1), steps=(100, 100)))
+    report = after.report["image_affine"]
+    assert before.report["image_affine"] is None and report["kept"]
+    assert "image_affine_s" in after.report["timings"]
+    outer_before = _dice(before.warped_labels.data >= 1, f_lab >= 1)
+    outer_after = _dice(after.warped_labels.data >= 1, f_lab >= 1)
+    assert outer_before < 0.85 and outer_after > 0.97
+    # the world translation of the moving head, recovered in the written (LPS, fixed -> moving) affine
+    shift_ras = np.array([6.0, -4.0, 3.0])
+    np.testing.assert_allclose(after.affine[:3, 3] * [-1, -1, 1], shift_ras, atol=0.6)
+    # the backward matrix is the inverse of the forward one
+    np.testing.assert_allclose(after.inverse_affine @ after.affine, np.eye(4), atol=1e-6)

@@ -47,14 +47,17 @@ __all__ = ["METHODS", "METHOD_LABELS", "KINDS", "ProtocolConfig", "AntsConfig", 
            "config_from_dict", "load_config"]
 
 METHODS = ("unaligned", "ants_affine", "fire_affine", "ants_syn", "fire", "fire_refine",
-           "fire_refine_diffeo", "fire_refine_network")
+           "fire_refine_diffeo", "fire_refine_network", "fire_affine_image", "fire_refine_image")
 """Every method: the paper's Table 2 columns, then FIRE with per-pair refinement
 (``register --refine``, ``--refine --diffeomorphic`` and ``--refine --refine-mode network``;
-docs/refinement.md)."""
+docs/refinement.md), then the image-space affine stage (:mod:`firereg.inference.image_affine`):
+alone on the network's affine (``fire_affine_image``, the counterpart of ANTs-affine), and before
+the network's non-rigid fields and the feature-space refinement (``fire_refine_image``)."""
 
 METHOD_LABELS = {"unaligned": "unaligned", "ants_affine": "ANTs-affine", "fire_affine": "FIRE-affine",
                  "ants_syn": "ANTs-SyN", "fire": "FIRE", "fire_refine": "FIRE+refine",
-                 "fire_refine_diffeo": "FIRE+refine (diffeo)", "fire_refine_network": "FIRE+refine (network)"}
+                 "fire_refine_diffeo": "FIRE+refine (diffeo)", "fire_refine_network": "FIRE+refine (network)",
+                 "fire_affine_image": "FIRE-affine+image", "fire_refine_image": "FIRE+refine (image affine)"}
 KINDS = ("brain", "cardiac", "individual")
 DEVICES = ("cpu", "cuda", "auto")
 SPLITS = ("train", "val", "test")

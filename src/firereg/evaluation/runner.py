@@ -13,7 +13,11 @@ Methods (columns of the paper's Table 2):
 * ``fire_refine``, ``fire_refine_diffeo``: FIRE then per-pair refinement of the transforms in G's
   feature space (``register --refine``, with ``--diffeomorphic``);
 * ``fire_refine_network``: a copy of the network fine-tuned on the pair with Eq. 1, then FIRE
-  (``register --refine --refine-mode network``, its default 30 steps).
+  (``register --refine --refine-mode network``, its default 30 steps);
+* ``fire_affine_image``: the network's affine, refined on the images by mutual information (or
+  correlation within a modality; :mod:`firereg.inference.image_affine`), affine only;
+* ``fire_refine_image``: that stage, the network's non-rigid fields predicted after its matrix,
+  then ``fire_refine``'s feature-space refinement.
 
 Each FIRE method is one ``register_pair`` call per pair, the path of ``firereg register``: ``G``
 runs once on each image and ``T`` in both directions (for the inverse-consistency error); the
@@ -228,7 +232,7 @@ class MethodRunner:
                 "transform": "affine phi_af only (u = 0)" if affine_only else "phi_af o phi_nr"}
 
     def _fire(self, case: EvalCase, affine_only: bool, name: str | None = None, refine=None,
-              finetune=None) -> MethodRun:
+              finetune=None, image_affine=None) -> MethodRun:
         from firereg.data.preprocessing import PreprocessConfig
         from firereg.inference.register_pair import register_pair
 
@@ -240,7 +244,7 @@ class MethodRunner:
                                    moving_labels=case.moving_labels,
                                    preprocess_config=PreprocessConfig(spacing=self.spacing),
                                    affine_only=affine_only, device=device, refine=refine,
-                                   finetune=finetune)
+                                   finetune=finetune, image_affine=image_affine)
             return result, time.perf_counter() - start
 
         result, total = register(self.model, self.device)
@@ -252,18 +256,22 @@ class MethodRunner:
             gpu = gpu_result.report["timings"]
             gpu_timing = {"device": str(self.gpu_device), "total_seconds": gpu_total,
                           "registration_seconds": gpu["preprocess_s"] + gpu["network_s"]}
-        self.settings.setdefault(name, self._fire_settings(name, affine_only, refine, finetune))
+        settings = self._fire_settings(name, affine_only, refine, finetune)
+        settings["image_affine"] = dataclasses.asdict(image_affine) if image_affine is not None else None
+        self.settings.setdefault(name, settings)
         return MethodRun(
             warped_labels=result.warped_labels,
             displacement=fire_displacement(result.affine, result.warp, case.fixed),
             inverse_consistency_mm=result.report["inverse_consistency_mm"],
             registration_seconds=(timings["preprocess_s"] + timings["network_s"]
-                                  + timings.get("refine_s", 0.0) + timings.get("finetune_s", 0.0)),
+                                  + timings.get("refine_s", 0.0) + timings.get("finetune_s", 0.0)
+                                  + timings.get("image_affine_s", 0.0)),
             total_seconds=total,
             extra={"model_grid_folding_percent": result.report["folding_percent"],
                    "model_grid_inverse_folding_percent": result.report["inverse_folding_percent"],
                    "timings": dict(timings), "refine": result.report.get("refine"),
-                   "finetune": result.report.get("finetune")},
+                   "finetune": result.report.get("finetune"),
+                   "image_affine": result.report.get("image_affine")},
             gpu_timing=gpu_timing)
 
     def _baseline(self, name: str, case: EvalCase) -> MethodRun:
@@ -298,6 +306,15 @@ class MethodRunner:
 
             refine = RefineConfig(diffeomorphic=method == "fire_refine_diffeo")
             return self._fire(case, affine_only=False, name=method, refine=refine)
+        if method in ("fire_affine_image", "fire_refine_image"):
+            from firereg.inference.image_affine import ImageAffineConfig, metric_for
+            from firereg.inference.refine import RefineConfig
+
+            image_affine = ImageAffineConfig(metric=metric_for(self.config.modality_moving,
+                                                               self.config.modality_fixed))
+            refine = RefineConfig() if method == "fire_refine_image" else None
+            return self._fire(case, affine_only=method == "fire_affine_image", name=method,
+                              refine=refine, image_affine=image_affine)
         if method == "fire_refine_network":
             from firereg.inference.finetune import FinetuneConfig
 

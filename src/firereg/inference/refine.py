@@ -102,6 +102,8 @@ class RefineConfig:
         if self.synthesis_scale is not None and not 0 < self.synthesis_scale <= 1:
             raise ValueError(f"refine: synthesis_scale must be in (0, 1] or None, got "
                              f"{self.synthesis_scale!r}")
+        if not isinstance(self.patience, int) or self.patience < 1:
+            raise ValueError(f"refine: patience must be an int >= 1, got {self.patience!r}")
 
     def scale_for(self, shape: tuple[int, ...]) -> float:
         """The synthesis term's grid scale for images of spatial ``shape``."""
@@ -109,8 +111,6 @@ class RefineConfig:
             return float(self.synthesis_scale)
         voxels = math.prod(shape)
         return 1.0 if voxels <= SYNTHESIS_VOXELS else (SYNTHESIS_VOXELS / voxels) ** (1.0 / len(shape))
-        if not isinstance(self.patience, int) or self.patience < 1:
-            raise ValueError(f"refine: patience must be an int >= 1, got {self.patience!r}")
 
 
 @dataclass

@@ -24,10 +24,12 @@ from firereg.data.image import Image
 from firereg.data.preprocessing import PreprocessConfig, Preprocessed, model_grid, preprocess
 from firereg.evaluation.deformation import folding_percent, inverse_consistency_mm
 from firereg.inference.finetune import FinetuneConfig, finetune_pair
+from firereg.inference.image_affine import ImageAffineConfig, refine_affine_image
 from firereg.inference.refine import RefineConfig, refine_pair
 from firereg.inference.world import Grid, map_to_moving, physical_affine, physical_displacement
 from firereg.model import FireModel
 from firereg.spatial import compose, grid_to_displacement, warp_labels
+from firereg.spatial.affine import invert_affine
 
 __all__ = ["PairResult", "register_pair", "common_model_shape"]
 
@@ -77,6 +79,7 @@ def register_pair(
     device: str | torch.device = "cpu",
     refine: RefineConfig | None = None,
     finetune: FinetuneConfig | None = None,
+    image_affine: ImageAffineConfig | None = None,
 ) -> PairResult:
     """Register ``moving`` onto ``fixed`` (``direction="ab"``: moving is modality A).
 
@@ -89,6 +92,9 @@ def register_pair(
             records the steps and the objective before and after.
         finetune: when given, a copy of the network is first trained on this pair with Eq. 1
             (:mod:`firereg.inference.finetune`, ``--refine-mode network``); report["finetune"].
+        image_affine: when given, the network's forward affine is first refined on the images
+            (:mod:`firereg.inference.image_affine`), the backward one set to its inverse, and the
+            non-rigid fields predicted again after them; report["image_affine"].
     """
     ndim = model.config.ndim
     for name, image in (("moving", moving), ("fixed", fixed)):
@@ -119,6 +125,15 @@ def register_pair(
     if device != "cpu" and torch.device(device).type == "cuda":
         torch.cuda.synchronize()
     timings["network_s"] = time.perf_counter() - start
+    image_affine_report = None
+    if image_affine is not None:
+        start = time.perf_counter()
+        theta, image_affine_report = refine_affine_image(x_m, x_f, forward.affine, image_affine)
+        if image_affine_report["kept"]:
+            with torch.no_grad():
+                forward, backward = model.register_both(
+                    x_m, x_f, direction, features=features, affines=(theta, invert_affine(theta)))
+        timings["image_affine_s"] = time.perf_counter() - start
     net_fwd = (forward.affine, forward.nonrigid)
     net_bwd = (backward.affine, backward.nonrigid)
     refine_report = None
@@ -170,6 +185,7 @@ def register_pair(
         "inverse_folding_percent": folding_percent(phi_ba, moving_model, fixed_model),
         "inverse_consistency_mm": inverse_consistency_mm(phi_ab, phi_ba, fixed_model),
         "timings": timings,
+        "image_affine": image_affine_report,
         "refine": refine_report,
         "finetune": finetune_report,
     }

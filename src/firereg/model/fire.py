@@ -227,22 +227,26 @@ class FireModel(nn.Module):
         return _split(self.encoder(torch.cat([moving, fixed])), 2)
 
     def register_both(self, moving: Tensor, fixed: Tensor, direction: str = "ab", *,
-                      features: tuple[Tensor, Tensor] | None = None) -> tuple[Registration, Registration]:
+                      features: tuple[Tensor, Tensor] | None = None,
+                      affines: tuple[Tensor, Tensor] | None = None) -> tuple[Registration, Registration]:
         """``(moving onto fixed, fixed onto moving)`` with G run once for both directions.
 
         The second uses the other transformation network (T_BA when ``direction="ab"``).
         ``features``: :meth:`encode_pair`'s output when the caller already has it (G is not run).
+        ``affines``: given ``(phi_af forward, phi_af backward)`` in place of the affine subnets'
+        (the non-rigid subnets then predict their fields after these matrices).
         """
         forward_net = self.transformation_net(direction)
         backward_net = self.transformation_net("ba" if direction == "ab" else "ab")
         self.check_inputs(moving, fixed, "FireModel.register_both")
         feat_moving, feat_fixed = features if features is not None else self.encode_pair(moving, fixed)
-        return (self._registration(forward_net, feat_moving, feat_fixed, moving),
-                self._registration(backward_net, feat_fixed, feat_moving, fixed))
+        fwd_affine, bwd_affine = affines if affines is not None else (None, None)
+        return (self._registration(forward_net, feat_moving, feat_fixed, moving, fwd_affine),
+                self._registration(backward_net, feat_fixed, feat_moving, fixed, bwd_affine))
 
     def _registration(self, net: TransformationNet, feat_moving: Tensor, feat_fixed: Tensor,
-                      moving: Tensor) -> Registration:
-        parts: TransformParts = net(feat_moving, feat_fixed)
+                      moving: Tensor, affine: Tensor | None = None) -> Registration:
+        parts: TransformParts = net(feat_moving, feat_fixed, affine)
         displacement = parts.full(moving.shape[2:])
         return Registration(
             affine=parts.affine,

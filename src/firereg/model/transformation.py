@@ -52,8 +52,12 @@ class TransformationNet(nn.Module):
         self.nonrigid = NonRigidNet(c.ndim, c.feature_channels, c.width)
         self.diffeomorphic = c.diffeomorphic
 
-    def forward(self, moving_features: Tensor, fixed_features: Tensor) -> TransformParts:
-        theta = self.affine(moving_features, fixed_features)
+    def forward(self, moving_features: Tensor, fixed_features: Tensor,
+                affine: Tensor | None = None) -> TransformParts:
+        """``affine``: a given ``phi_af`` ``(N, d, d+1)`` in place of the affine subnet's (the
+        non-rigid subnet then predicts the residual of that matrix, e.g. after the image-space
+        affine stage of refinement, :mod:`firereg.inference.image_affine`)."""
+        theta = self.affine(moving_features, fixed_features) if affine is None else affine
         moved = warp(moving_features, theta, padding_mode="border")
         displacement = self.nonrigid(moved, fixed_features)
         if self.diffeomorphic:  # the head's output is a velocity; phi_nr = exp(v)
