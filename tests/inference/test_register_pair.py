@@ -11,8 +11,8 @@ from firereg.config import ModelConfig
 from firereg.data.image import Image
 from firereg.data.io import read_image, read_labels
 from firereg.data.preprocessing import PreprocessConfig
-from firereg.inference.outputs import write_pair_outputs
 from firereg.inference.image_affine import ImageAffineConfig
+from firereg.inference.outputs import write_pair_outputs
 from firereg.inference.register_pair import register_pair
 from firereg.model import FireModel
 
