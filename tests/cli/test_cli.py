@@ -161,3 +161,51 @@ def test_register_series_command(tmp_path, capsys):
     assert main(["register-series", "--cine", str(case.cine), "--out", str(tmp_path / "x"),
                  "--model", str(tmp_path / "run"), "--reference", "99", "--device", "cpu"]) == 2
     assert "outside the cine's frames" in capsys.readouterr().err
+
+
+def test_image_affine_stage_is_on_with_refine_and_its_metric_follows_the_modalities():
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from firereg.cli.register import _image_affine_config
+
+    card = SimpleNamespace(modality_a="T1", modality_b="T2")
+    t1_t2 = SimpleNamespace(card=card, direction="ab")
+
+    def args(**kw):
+        return Namespace(**{"image_affine": None, "moving_modality": None, "fixed_modality": None, **kw})
+
+    assert _image_affine_config(args(), t1_t2, refine=None, finetune=None) is None
+    assert _image_affine_config(args(), t1_t2, refine=object(), finetune=None).metric == "mi"
+    assert _image_affine_config(args(image_affine=False), t1_t2, refine=object(), finetune=None) is None
+    same = args(image_affine=True, moving_modality="T1", fixed_modality="T1")  # intra-modal, T1 side
+    assert _image_affine_config(same, t1_t2, refine=None, finetune=None).metric == "ncc"
+    t1_t1 = SimpleNamespace(card=SimpleNamespace(modality_a="T1", modality_b="T1"), direction="ba")
+    assert _image_affine_config(args(), t1_t1, refine=object(), finetune=None).metric == "ncc"
+    no_card = SimpleNamespace(card=None, direction="ab")
+    assert _image_affine_config(args(image_affine=True), no_card, refine=None, finetune=None).metric == "mi"
+
+
+def test_register_image_affine_reports_the_stage_and_keeps_a_perfect_start(tmp_path, capsys):
+    import nibabel as nib
+    import numpy as np
+
+    from firereg.config import ModelConfig
+    from firereg.model import FireModel
+    from firereg.training.checkpoint import save_checkpoint
+
+    data = np.random.default_rng(0).random((30, 34, 28)).astype(np.float32)
+    for name in ("moving", "fixed"):
+        nib.save(nib.Nifti1Image(data, np.diag([1.5, 1.5, 1.5, 1.0])), tmp_path / f"{name}.nii.gz")
+    save_checkpoint(tmp_path / "run", FireModel(ModelConfig(ndim=3, width=4)), step=0)
+    out = tmp_path / "out"
+    code = main(["register", "--moving", str(tmp_path / "moving.nii.gz"), "--fixed",
+                 str(tmp_path / "fixed.nii.gz"), "--model", str(tmp_path / "run"), "--out", str(out),
+                 "--device", "cpu", "--spacing", "2.0", "--image-affine"])
+    assert code == 0, capsys.readouterr().err
+    assert "affine refined on the images (mi" in capsys.readouterr().out
+    stage = json.loads((out / "report.json").read_text())["image_affine"]
+    assert stage["metric"] == "mi" and stage["score_after"] <= stage["score_before"] + 1e-6
+    # identical images: the identity is already the best, so nothing is changed
+    assert not stage["kept"]
+    np.testing.assert_allclose(nib.load(out / "warped.nii.gz").get_fdata(), data, atol=1e-4)

@@ -191,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--diffeomorphic", action="store_true",
                      help="non-rigid part as a stationary velocity field (scaling and squaring): needs "
                      "--refine, or a model trained with model.diffeomorphic")
+    reg.add_argument("--image-affine", action=argparse.BooleanOptionalAction, default=None,
+                     help="refine the network's affine on the images (mutual information, or correlation "
+                     "when both modalities are the same), coarse to fine, before the non-rigid part; on "
+                     "by default with --refine, off without it; docs/refinement.md")
     reg.set_defaults(func=_cmd_register)
 
     ser = sub.add_parser(

@@ -117,7 +117,8 @@ def run_register(args: argparse.Namespace) -> int:
             result = register_pair(model, moving, fixed, direction=selection.direction,
                                    moving_labels=labels, preprocess_config=PreprocessConfig(spacing=spacing),
                                    affine_only=args.affine_only, device=resolve_device(args.device),
-                                   refine=refine, finetune=finetune)
+                                   refine=refine, finetune=finetune,
+                                   image_affine=_image_affine_config(args, selection, refine, finetune))
         except FinetuneDivergedError as exc:  # before any write; the lock and a new --out go
             from firereg.cli.main import CommandFailedError
 
@@ -135,11 +136,36 @@ def run_register(args: argparse.Namespace) -> int:
         ft = r["finetune"]
         print(f"  network fine-tuned on the pair for {ft['steps']} steps ({ft['seconds']:.1f} s): Eq. 1 "
               f"{ft['loss_first_step']:.4f} -> {ft['loss_last_step']:.4f}")
+    if r.get("image_affine"):
+        ia = r["image_affine"]
+        verdict = "kept" if ia["kept"] else "not better: the network's affine kept"
+        print(f"  affine refined on the images ({ia['metric']}, {r['timings']['image_affine_s']:.2f} s): "
+              f"{ia['score_before']:.4f} -> {ia['score_after']:.4f}, {verdict}")
     if r.get("refine"):
         ref = r["refine"]
         print(f"  refined in {ref['steps']} steps ({r['timings']['refine_s']:.2f} s): objective "
               f"{ref['objective_before']['total']:.4f} -> {ref['objective_after']['total']:.4f}")
     return 0
+
+
+def _image_affine_config(args: argparse.Namespace, selection, refine, finetune):
+    """The image-space affine stage's settings, or None: ``--image-affine`` / ``--no-image-affine``,
+    else on with ``--refine``. Its metric is the correlation when the pair is of one modality (the
+    given modalities, else the model's sides in the chosen direction), else mutual information."""
+    wanted = getattr(args, "image_affine", None)
+    if wanted is None:
+        wanted = refine is not None or finetune is not None
+    if not wanted:
+        return None
+    from firereg.inference.image_affine import ImageAffineConfig, metric_for
+
+    moving, fixed = args.moving_modality, args.fixed_modality
+    card = selection.card
+    if card is not None:
+        sides = ((card.modality_a, card.modality_b) if selection.direction == "ab"
+                 else (card.modality_b, card.modality_a))
+        moving, fixed = moving or sides[0], fixed or sides[1]
+    return ImageAffineConfig(metric=metric_for(moving, fixed))
 
 
 def _refine_configs(args: argparse.Namespace):
