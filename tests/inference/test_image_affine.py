@@ -84,3 +84,20 @@ def test_bad_settings_are_refused(kwargs, match):
 def test_images_must_match_the_affine():
     with pytest.raises(ValueError, match="expected"):
         refine_affine_image(torch.zeros(1, 1, 8, 8, 8), torch.zeros(1, 1, 8, 8, 8), identity_affine(1, 2))
+
+
+def test_a_large_grid_is_scored_on_a_coarser_finest_level():
+    from firereg.inference.image_affine import base_scale
+
+    assert base_scale((92, 112), 2**17) == 1.0
+    scale = base_scale((92, 112, 92), 2**17)
+    assert 1.9 < scale < 2.0 and (92 / scale) * (112 / scale) * (92 / scale) == pytest.approx(2**17)
+    g = torch.Generator().manual_seed(2)
+    moving = gaussian_blur(torch.rand(1, 1, 24, 24, 24, generator=g), 2.0) * 2 - 1
+    truth = identity_affine(1, 3).clone()
+    truth[0, 0, 3] = 0.05
+    fixed = warp(moving, truth, padding_mode="border")
+    config = ImageAffineConfig(metric="ncc", factors=(1,), steps=(150,), max_voxels=4096)
+    refined, report = refine_affine_image(moving, fixed, identity_affine(1, 3), config)
+    assert report["finest_scale"] == pytest.approx(24 / 16)
+    assert report["kept"] and abs(refined[0, 0, 3].item() - 0.05) < 0.01
