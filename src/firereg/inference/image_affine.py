@@ -66,7 +66,7 @@ class ImageAffineConfig:
             the Parzen histogram costs ``bins`` floats per voxel.
         bins: histogram bins of the mutual information. The Parzen window is one bin wide, so
             fewer bins smooth the histogram more, and that biases the optimum: on the synthetic
-            test head 32 bins left a 1.6% scale error where 64 left 0.5%.
+            test head 32 bins left a 0.35% scale error where 64 left 0.04%.
     """
 
     metric: str = "mi"

