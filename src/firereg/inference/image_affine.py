@@ -63,7 +63,7 @@ class ImageAffineConfig:
             or 0.5% of the field of view); it falls linearly to ``lr / 10`` over the level.
         max_voxels: the finest level has at most this many voxels (a 2 mm 3D brain, 92x112x92,
             is scored at about half its resolution): an affine matrix needs no finer detail, and
-            the Parzen histogram costs ``bins`` floats per voxel.
+            each step costs in proportion to the voxels.
         bins: histogram bins of the mutual information. The Parzen window is one bin wide, so
             fewer bins smooth the histogram more, and that biases the optimum: on the synthetic
             test head 32 bins left a 0.35% scale error where 64 left 0.04%.
