@@ -26,7 +26,10 @@ imports) is paid once. With ``threads=None`` ANTs runs in this process with what
 ITK fixed here (all cores unless the variable was set before the first ANTs image). Because the
 worker is spawned, a *script* calling a baseline with ``threads=n`` needs the usual
 ``if __name__ == "__main__":`` guard (the worker re-imports it); without one the worker dies while
-starting and the call raises a RuntimeError that says so, instead of hanging. The random
+starting and the call raises a RuntimeError that says so, instead of hanging. The worker ignores
+SIGINT (a Ctrl-C in a terminal reaches every process of the group): an interrupt is the calling
+process's to handle, and it ends the workers itself (:func:`stop_workers`: SIGTERM, a bounded
+wait, then SIGKILL), so that nothing waits on a registration still running in a worker. The random
 seed goes to ``antsRegistration --random-seed`` (antspyx 0.6 reads it from
 ``ants.config._random_seed``, which is set for the call only; older releases take a
 ``random_seed`` argument). A fixed seed with ``threads=1`` gives identical results run after run;
@@ -42,10 +45,12 @@ from __future__ import annotations
 import inspect
 import multiprocessing
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -59,7 +64,7 @@ from firereg.evaluation.ants_io import from_ants, import_ants, to_ants
 from firereg.inference.world import Grid, sampling_points
 from firereg.spatial import grid_to_displacement, warp_labels
 
-__all__ = ["BaselineResult", "unaligned", "ants_affine", "ants_syn", "THREADS_ENV"]
+__all__ = ["BaselineResult", "unaligned", "ants_affine", "ants_syn", "stop_workers", "THREADS_ENV"]
 
 THREADS_ENV = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 
@@ -172,6 +177,22 @@ _WORKERS: dict[int, Any] = {}
 
 def _set_threads_env(threads: int) -> None:
     os.environ[THREADS_ENV] = str(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller handles Ctrl-C (module docstring)
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT for a block, so that a process started in it inherits SIG_IGN (Python then
+    keeps it ignored: no KeyboardInterrupt traceback from a worker's start-up). Only the main
+    thread can change signal handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _worker(threads: int) -> Any:
@@ -193,12 +214,36 @@ def _worker(threads: int) -> Any:
     return pool
 
 
+def stop_workers(timeout: float = 2.0) -> None:
+    """End every ANTs worker process now, whatever it is doing: SIGTERM, at most ``timeout``
+    seconds' wait, then SIGKILL. For an interrupt: a registration running in a worker is not
+    waited for (the executor's own shutdown, and Python's exit, would join it for as long as
+    ANTs runs). A later baseline call starts a new worker."""
+    pools = list(_WORKERS.values())
+    _WORKERS.clear()
+    processes = [p for pool in pools for p in list((getattr(pool, "_processes", None) or {}).values())]
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        with suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting, kill
+            process.join(timeout)
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
+    for pool in pools:  # the processes are gone: its manager thread ends at once
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _in_worker(threads: int, function: Callable[..., Any], args: tuple) -> Any:
-    """``function(*args)`` in the ``threads`` worker; a worker that died is a clear error."""
+    """``function(*args)`` in the ``threads`` worker; a worker that died is a clear error, and an
+    interrupt (KeyboardInterrupt) ends the worker before it propagates."""
     from concurrent.futures.process import BrokenProcessPool
 
     try:
-        return _worker(threads).submit(function, *args).result()
+        with _sigint_ignored():  # the worker starts here, on its first call
+            future = _worker(threads).submit(function, *args)
+        return future.result()
     except BrokenProcessPool:
         _WORKERS.pop(threads, None)
         raise RuntimeError(
@@ -206,6 +251,9 @@ def _in_worker(threads: int, function: Callable[..., Any], args: tuple) -> Any:
             "script, put its code under `if __name__ == \"__main__\":`: the worker is started with "
             "'spawn', which re-imports the script; or pass threads=None to run ANTs in this "
             "process") from None
+    except (KeyboardInterrupt, SystemExit):  # do not leave ANTs running in the worker
+        stop_workers()
+        raise
 
 
 def _check_threads(threads: int | None, caller: str) -> None:
