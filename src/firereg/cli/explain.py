@@ -100,11 +100,11 @@ def run_explain(args: argparse.Namespace) -> int:
                           labels_of_interest=args.labels_of_interest, moving_modality=args.moving_modality,
                           fixed_modality=args.fixed_modality, model_info=info, device=device)
     _check_out(out, args.overwrite)  # again: something may have appeared while the model ran
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"--out {out}: cannot create the output folder ({exc.strerror or exc})") from None
-    paths = write_report(report, out)
+    from firereg.cli.register import output_lock
+
+    # locked, and all or nothing: a failed write leaves --out as it was (a folder it made, removed)
+    with output_lock(out):
+        paths = write_report(report, out)
     s = report.summary
     print(f"firereg explain: {selection.how}")
     print(f"firereg explain: wrote {paths['html'].name}, {paths['json'].name} and "

@@ -3,7 +3,10 @@
 
 The folder is refused when it already holds files, unless ``overwrite`` (then the four files are
 replaced; nothing else in it is touched). While writing, the folder is locked like every firereg
-output folder (``.firereg.lock``), and each file appears under its name complete or not at all.
+output folder (``.firereg.lock``), and the four files are written as ``register`` writes its own
+(:func:`firereg.atomic.staged_files`): into a hidden staging folder, moved into place only once all
+are complete, so a failure (a full disk, a file-size limit, an interrupt) leaves the folder as it
+was, the files of an earlier run included.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from firereg.atomic import atomic_write_text
+from firereg.atomic import atomic_write_text, staged_files
 from firereg.evaluation.cases import DataInfo
 from firereg.evaluation.experiment_config import METHOD_LABELS, EvaluationConfig
 from firereg.evaluation.runner import ExperimentRun
@@ -201,8 +204,7 @@ def write_results(
                                    tables=tables, figures=figures, conventions=notes, machine=machine,
                                    settings=json_safe(run.settings), config=experiment),
     }
-    paths = {}
-    with output_lock(out):
+    with output_lock(out), staged_files(out) as stage:  # all or nothing (module docstring)
         for name in OUTPUT_FILES:
-            paths[name] = atomic_write_text(out / name, documents[name])
-    return paths
+            atomic_write_text(stage / name, documents[name])
+    return {name: out / name for name in OUTPUT_FILES}

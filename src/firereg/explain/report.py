@@ -1,8 +1,10 @@
 """The explanation report: one self-contained ``explain.html`` (every image a base64 PNG data URI),
 the PNGs beside it, and ``explain.json`` with the numbers.
 
-Every file is written atomically (a temporary file in the output folder, then ``os.replace``), the
-HTML last, so a report that is there is complete.
+The files are written all or nothing, as ``register`` writes its own
+(:func:`firereg.atomic.staged_files`): into a hidden staging folder in the output folder, moved into
+place only once every one is complete; a failure (a full disk, a file-size limit) leaves the folder as
+it was, an earlier report's files included.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firereg.atomic import atomic_write_bytes
+from firereg.atomic import atomic_write_bytes, staged_files
 from firereg.explain.plotting import FigurePNG
 
 __all__ = ["Section", "Number", "ExplainReport", "render_html", "write_report", "HTML_NAME", "JSON_NAME"]
@@ -149,17 +151,18 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_report(report: ExplainReport, out_dir: str | Path) -> dict[str, Path]:
-    """Write every figure as ``<name>.png``, ``explain.json`` and (last) ``explain.html`` into
-    ``out_dir`` (which must exist). Returns the paths by name."""
+    """Write every figure as ``<name>.png``, ``explain.json`` and ``explain.html`` into ``out_dir``
+    (which must exist), all or nothing (module docstring). Returns the paths by name."""
     out = Path(out_dir)
-    paths: dict[str, Path] = {}
     names = [f.name for f in report.figures]
     if len(set(names)) != len(names):
         raise ValueError(f"write_report: figure names repeat: {names}")
-    for fig in report.figures:
-        paths[fig.name] = atomic_write_bytes(out / f"{fig.name}.png", fig.png)
     summary = {**report.summary, "figures": [f"{n}.png" for n in names]}
     text = json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n"
-    paths["json"] = atomic_write_bytes(out / JSON_NAME, text.encode("utf-8"))
-    paths["html"] = atomic_write_bytes(out / HTML_NAME, render_html(report).encode("utf-8"))
-    return paths
+    paths: dict[str, Path] = {}
+    with staged_files(out) as stage:
+        for fig in report.figures:
+            paths[fig.name] = atomic_write_bytes(stage / f"{fig.name}.png", fig.png)
+        paths["json"] = atomic_write_bytes(stage / JSON_NAME, text.encode("utf-8"))
+        paths["html"] = atomic_write_bytes(stage / HTML_NAME, render_html(report).encode("utf-8"))
+    return {key: out / path.name for key, path in paths.items()}
