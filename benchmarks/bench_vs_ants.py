@@ -47,6 +47,7 @@ from firereg.data.image import Image
 from firereg.data.io import read_image, write_image
 from firereg.data.preprocessing import PreprocessConfig
 from firereg.evaluation.ants_baselines import ants_affine, ants_syn
+from firereg.inference.image_affine import ImageAffineConfig
 from firereg.inference.refine import RefineConfig
 from firereg.inference.register_pair import common_model_shape, register_pair
 from firereg.model import FireModel
@@ -89,11 +90,13 @@ def misalign(image: Image) -> Image:
 # --------------------------------------------------------------------------- timing
 def fire_seconds(model: FireModel, moving: Image, fixed: Image, config: PreprocessConfig,
                  affine_only: bool, stages: dict[str, list[float]] | None = None,
-                 refine: RefineConfig | None = None) -> float:
+                 refine: RefineConfig | None = None,
+                 image_affine: ImageAffineConfig | None = None) -> float:
     """Seconds of one ``register_pair`` call; its per-stage timings are appended to ``stages``."""
     start = time.perf_counter()
     result = register_pair(model, moving, fixed, direction="ab", preprocess_config=config,
-                           affine_only=affine_only, device="cpu", refine=refine)
+                           affine_only=affine_only, device="cpu", refine=refine,
+                           image_affine=image_affine)
     seconds = time.perf_counter() - start
     if stages is not None:
         timings = dict(result.report["timings"])
@@ -110,7 +113,8 @@ def time_pairs(pairs: list[tuple[str, Image, Image]], model: FireModel, config: 
 
     The stage timings of the full FIRE runs are appended to ``stages``.
     """
-    samples: dict[str, list[float]] = {"fire": [], "fire_affine": [], "fire_refine": [], "ants_affine": [],
+    samples: dict[str, list[float]] = {"fire": [], "fire_affine": [], "fire_refine": [],
+                                       "fire_refine_image": [], "ants_affine": [],
                                        "ants_syn_mi": [], "ants_syn_mi_total": []}
     _, moving0, fixed0 = pairs[0]
     fire_seconds(model, moving0, fixed0, config, affine_only=False)  # warm-up, untimed
@@ -123,6 +127,9 @@ def time_pairs(pairs: list[tuple[str, Image, Image]], model: FireModel, config: 
             samples["fire_affine"].append(fire_seconds(model, moving, fixed, config, affine_only=True))
             samples["fire_refine"].append(fire_seconds(model, moving, fixed, config, False,
                                                        refine=RefineConfig()))
+            samples["fire_refine_image"].append(fire_seconds(  # what `register --refine` runs
+                model, moving, fixed, config, False, refine=RefineConfig(),
+                image_affine=ImageAffineConfig(metric="mi")))
         print("FIRE done, ", end="", flush=True)
         for _ in range(ants_repeats):
             samples["ants_affine"].append(ants_affine(moving, fixed, threads=threads).registration_seconds)
@@ -197,7 +204,8 @@ def upsample_to_1mm(image: Image) -> Image:
 
 # --------------------------------------------------------------------------- printing
 ROWS = [("fire", "FIRE (register_pair)"), ("fire_affine", "FIRE affine only"),
-        ("fire_refine", "FIRE + refine (<=100 st.)"),
+        ("fire_refine", "FIRE + feature refine only"),
+        ("fire_refine_image", "FIRE --refine (image aff.)"),
         ("ants_affine", "ANTs Affine"), ("ants_syn_mi", "ANTs SyN (MI)"),
         ("ants_syn_mi_total", "ANTs SyN (MI) + outputs")]
 
@@ -220,9 +228,10 @@ def print_table(title: str, summary: dict[str, dict[str, float]], stages: dict[s
     ok = ratio <= TARGET_RATIO
     print(f"target FIRE / SyN <= {TARGET_RATIO:.2f}: {ratio:.4f} "
           f"(SyN / FIRE = {1 / ratio:.2f}) -> {'PASS' if ok else 'FAIL'}")
-    added = summary["fire_refine"]["mean_s"] - summary["fire"]["mean_s"]
+    added = summary["fire_refine_image"]["mean_s"] - summary["fire"]["mean_s"]
     refine_ok = added <= refine_limit_s
-    print(f"target refinement adds <= {refine_limit_s:.0f} s per pair: {added:.3f} s "
+    print(f"target --refine (image affine + feature refinement) adds <= {refine_limit_s:.0f} s per pair: "
+          f"{added:.3f} s "
           f"-> {'PASS' if refine_ok else 'FAIL'}")
     return ok, refine_ok
 
