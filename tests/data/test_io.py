@@ -17,10 +17,20 @@ from firereg.data.io import (
     write_labels,
 )
 
-OBLIQUE = np.array([[0.94, 0.17, 0.05, -91.0],
-                    [-0.16, 0.93, 0.31, -126.5],
-                    [0.03, -0.29, 2.95, -72.0],
-                    [0.0, 0.0, 0.0, 1.0]])
+
+def _oblique() -> np.ndarray:
+    """An oblique, anisotropic grid: a rotation times voxel sizes (not sheared: ITK and ANTs do
+    not read a sheared sform as nibabel does, and firereg refuses one)."""
+    a, b = np.deg2rad(10.0), np.deg2rad(-17.0)
+    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    m = np.eye(4)
+    m[:3, :3] = rz @ rx @ np.diag([0.95, 0.97, 2.95])
+    m[:3, 3] = [-91.0, -126.5, -72.0]
+    return m
+
+
+OBLIQUE = _oblique()
 
 
 def _save(path, data, affine=OBLIQUE):
@@ -42,7 +52,7 @@ def test_round_trip_keeps_the_world_coordinates_of_a_voxel(tmp_path):
     assert header["sform_code"] == 1 and header["qform_code"] == 1
 
 
-@pytest.mark.parametrize("shape", [(9, 10), (9, 10, 1)])
+@pytest.mark.parametrize("shape", [(9, 10), (9, 10, 1), (9, 1, 10), (1, 9, 10)])
 def test_2d_images_arrive_as_xy_or_xy1(tmp_path, shape):
     data = np.arange(90, dtype=np.float32).reshape(shape)
     image = read_image(_save(tmp_path / "slice.nii", data), ndim=2)

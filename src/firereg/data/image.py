@@ -8,7 +8,35 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Image"]
+__all__ = ["Image", "normal_axis", "one_slice_layout"]
+
+
+def normal_axis(affine: np.ndarray) -> int:
+    """The world axis (0: R-L, 1: A-P, 2: S-I) nearest the normal of a 2D image's plane ``k = 0``.
+
+    2 for an axial slice, 1 for a coronal one, 0 for a sagittal one; an oblique slice goes to the
+    nearest. The small margin makes ties (a plane at 45 degrees) fall the same way for grids of
+    one plane whose affines differ by rounding (an image and its model grid).
+    """
+    linear = np.asarray(affine, dtype=np.float64)[:3, :2]
+    normal = np.abs(np.cross(linear[:, 0], linear[:, 1]))
+    normal = normal / max(float(np.linalg.norm(normal)), 1e-300)
+    if normal[2] >= max(normal[0], normal[1]) - 1e-6:
+        return 2
+    return 1 if normal[1] >= normal[0] - 1e-6 else 0
+
+
+def one_slice_layout(data: np.ndarray, affine: np.ndarray, *,
+                     axis: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A 2D image's ``(X, Y, ...)`` data and affine stored as a one-slice 3D volume, its slice axis
+    at ``axis``, by default :func:`normal_axis` (a coronal slice as ``(X, 1, Y, ...)``, a sagittal
+    one as ``(1, X, Y, ...)``, an axial one as ``(X, Y, 1, ...)``): the same world grid, which ITK
+    reads in 3D."""
+    axis = normal_axis(affine) if axis is None else axis
+    columns = [0, 1]
+    columns.insert(axis, 2)
+    affine = np.asarray(affine, dtype=np.float64)[:, [*columns, 3]]
+    return np.expand_dims(data, axis), affine
 
 
 @dataclass(frozen=True)

@@ -50,12 +50,28 @@ def apply_transforms(image: Image, reference: Image, warp_path: str | Path, affi
 
     ``u`` is read from ``warp_path`` (LPS mm, on its own grid, interpolated linearly at ``x``;
     zero outside it), ``A`` from ``affine_path``. Labels are resampled label-aware.
+
+    2D images with 3D transforms (those of a pair whose planes are not both axial, see
+    :func:`firereg.inference.world.exported_in_3d`) are resampled as one-slice volumes, as ANTs
+    resamples the images read in 3D.
     """
     if image.ndim != reference.ndim:
         raise ValueError(f"{image.source or 'input'}: a {image.ndim}D image cannot be resampled onto "
                          f"the {reference.ndim}D reference {reference.source or ''}")
-    d = reference.ndim
     field, field_affine = read_displacement_field(warp_path)
+    if reference.ndim == 2 and field.shape[-1] == 3:
+        def volume(im: Image) -> Image:
+            return Image(im.data[:, :, None], im.affine, 3, source=im.source)
+
+        out = _apply(volume(image), volume(reference), field, field_affine, warp_path, affine_path,
+                     labels)
+        return Image(out.data[:, :, 0], reference.affine, 2, source=image.source)
+    return _apply(image, reference, field, field_affine, warp_path, affine_path, labels)
+
+
+def _apply(image: Image, reference: Image, field: np.ndarray, field_affine: np.ndarray,
+           warp_path: str | Path, affine_path: str | Path, labels: bool) -> Image:
+    d = reference.ndim
     if field.shape[-1] != d:
         raise ValueError(f"{warp_path}: a {field.shape[-1]}D warp does not fit a {d}D reference")
     finite = np.isfinite(field)

@@ -9,8 +9,12 @@ RAS, so x and y change sign). For ``phi = phi_af o phi_nr`` this gives
 
 with ``A`` a physical affine and ``u`` a displacement field in mm on the fixed image's own grid,
 which is exactly what ANTs computes for ``transformlist=[warp, affine]`` (the first listed
-transform is applied first to the fixed point). For 2D images, ITK's physical space is the first
-two LPS coordinates of the plane ``k = 0``.
+transform is applied first to the fixed point). For 2D images, the physical space is two LPS
+coordinates of the plane ``k = 0``: the first two (x, y) for an axial plane, as ITK reads a 2D
+file; (x, z) for a coronal and (y, z) for a sagittal plane (:func:`plane_axes`). ITK cannot hold
+those planes in 2D, so their transforms are exported in 3D (:func:`lift_affine`,
+:func:`lift_displacement`): ``A`` maps the fixed plane onto the moving one, ``u`` lies in the
+fixed plane, and ANTs applies them to the images read as one-slice volumes.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from firereg.data.image import normal_axis
 from firereg.spatial import sample_field
 from firereg.spatial.frames import normalized_from_voxel, voxel_from_normalized
 
 __all__ = ["Grid", "physical_from_voxel", "physical_affine", "physical_displacement",
-           "sampling_points", "map_to_moving", "RAS_TO_LPS"]
+           "sampling_points", "map_to_moving", "RAS_TO_LPS", "plane_axes", "exported_in_3d",
+           "lift_affine", "lift_displacement"]
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
@@ -42,18 +48,58 @@ class Grid:
         return len(self.shape)
 
 
+def plane_axes(grid: Grid) -> list[int]:
+    """The two LPS coordinates a 2D grid's physical points are given in: all but the one nearest
+    its plane's normal (``[0, 1]`` for an axial plane, ``[0, 2]`` coronal, ``[1, 2]`` sagittal).
+    Grids of one plane get the same pair; for an exactly axial, coronal or sagittal plane the
+    coordinates are its own millimetres."""
+    drop = normal_axis(grid.affine)
+    return [a for a in range(3) if a != drop]
+
+
+def exported_in_3d(*grids: Grid) -> bool:
+    """Whether transforms between these grids are written as 3D ITK transforms: 2D grids whose
+    planes are not all axial (ITK reads a 2D file in the first two LPS coordinates only)."""
+    return any(g.ndim == 2 and normal_axis(g.affine) != 2 for g in grids)
+
+
+def _lps_from_voxel(affine: np.ndarray) -> np.ndarray:
+    lps = np.eye(4)
+    lps[:3, :3] = RAS_TO_LPS
+    return lps @ np.asarray(affine, dtype=np.float64)
+
+
 def physical_from_voxel(grid: Grid) -> np.ndarray:
     """``(d+1, d+1)`` homogeneous matrix from voxel indices to ITK physical (LPS mm) points.
 
-    3D: ``diag(-1, -1, 1) @ affine``. 2D: the first two LPS coordinates of the plane ``k = 0``.
+    3D: ``diag(-1, -1, 1) @ affine``. 2D: the :func:`plane_axes` LPS coordinates of the plane
+    ``k = 0`` (the first two for an axial plane).
     """
     d = grid.ndim
-    lps = np.eye(4)
-    lps[:3, :3] = RAS_TO_LPS
-    world = lps @ np.asarray(grid.affine, dtype=np.float64)
+    world = _lps_from_voxel(grid.affine)
     cols = list(range(d)) + [3]
-    rows = list(range(d)) + [3]
+    rows = (list(range(d)) if d == 3 else plane_axes(grid)) + [3]
     return world[np.ix_(rows, cols)]
+
+
+def lift_affine(matrix: np.ndarray, fixed: Grid, moving: Grid) -> np.ndarray:
+    """The 4x4 LPS affine that does in 3D what the 2D physical affine ``matrix`` does between the
+    planes of the 2D grids ``fixed`` and ``moving``: a point of the fixed plane goes where
+    ``matrix`` sends it, on the moving plane; a point off it keeps its distance, along the
+    moving plane's normal."""
+    voxel = np.linalg.inv(physical_from_voxel(moving)) @ matrix @ physical_from_voxel(fixed)
+    thickness = [float(np.linalg.norm(np.asarray(g.affine)[:3, 2])) for g in (fixed, moving)]
+    lifted = np.eye(4)
+    lifted[np.ix_([0, 1, 3], [0, 1, 3])] = voxel
+    lifted[2, 2] = thickness[0] / thickness[1]
+    return _lps_from_voxel(moving.affine) @ lifted @ np.linalg.inv(_lps_from_voxel(fixed.affine))
+
+
+def lift_displacement(field: np.ndarray, grid: Grid) -> np.ndarray:
+    """A 2D grid's ``(*S, 2)`` physical displacements as ``(*S, 1, 3)`` LPS vectors in its plane,
+    on the grid stored as a one-slice volume (its own affine, ``k = 0``)."""
+    in_plane = _lps_from_voxel(grid.affine)[:3, :2] @ np.linalg.inv(physical_from_voxel(grid)[:2, :2])
+    return (np.asarray(field, dtype=np.float64) @ in_plane.T)[:, :, None, :]
 
 
 def _normalized_to_physical(grid: Grid) -> np.ndarray:
