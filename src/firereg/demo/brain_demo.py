@@ -34,7 +34,8 @@ DEMO_EXPERIMENT: dict = {
         "augmentation": {"rotation": 10.0, "scaling": 0.15, "shear": 0.05, "translation": 0.1,
                          "nonrigid_max_displacement": 0.04, "min_change": 0.2, "max_change": 0.5},
     },
-    "methods": ["unaligned", "ants_affine", "fire_affine", "ants_syn", "fire", "fire_refine"],
+    "methods": ["unaligned", "ants_affine", "fire_affine", "ants_syn", "fire", "fire_refine",
+                "fire_refine_image"],
     "ants": {"threads": 2},
     "device": "cpu",
     "torch_threads": 2,  # as many as ANTs gets: a like-for-like time per pair
