@@ -16,7 +16,6 @@ defaults of ImageAffineConfig were chosen from this table (docs/refinement.md).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 
@@ -34,21 +33,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from firereg.evaluation.cases import build_cases
-    from firereg.evaluation.evaluate import resolve_model
-    from firereg.evaluation.experiment_config import load_config
-    from firereg.evaluation.runner import MethodRunner, score
+    from validation_slices import validation_pairs
+
+    from firereg.evaluation.runner import score
     from firereg.inference.image_affine import ImageAffineConfig
     from firereg.inference.refine import RefineConfig
 
-    config = load_config("configs/experiments/demo_brain_2d_t1_t2.yaml")
-    config = dataclasses.replace(config.with_overrides(max_images=args.images, transforms=args.transforms),
-                                 split="val", gpu_timing=False)
-    selection, spacing = resolve_model(config)
-    runner = MethodRunner(config, model=selection.load(), selection=selection, spacing=spacing)
-    cases = build_cases(config)
-    print(f"# {len(cases)} validation pairs ({args.images} slices x {args.transforms} transforms), model "
-          f"{selection.model}, {torch.get_num_threads()} torch threads")
+    config, runner, cases = validation_pairs(args.images, args.transforms)
     print(f"{'steps x':>7} {'lr':>6} {'bins':>5} {'affine Dice %':>14} {'s/pair':>7} "
           f"{'+refine Dice %':>15} {'s/pair':>7} {'kept %':>7}")
     default = ImageAffineConfig()

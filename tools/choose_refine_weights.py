@@ -15,7 +15,6 @@ from this table (docs/refinement.md).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 
@@ -35,20 +34,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from firereg.evaluation.cases import build_cases
-    from firereg.evaluation.evaluate import resolve_model
-    from firereg.evaluation.experiment_config import load_config
-    from firereg.evaluation.runner import MethodRunner, score
+    from validation_slices import validation_pairs
+
+    from firereg.evaluation.runner import score
     from firereg.inference.refine import RefineConfig
 
-    config = load_config("configs/experiments/demo_brain_2d_t1_t2.yaml")
-    config = dataclasses.replace(config.with_overrides(max_images=args.images, transforms=args.transforms),
-                                 split="val", gpu_timing=False)
-    selection, spacing = resolve_model(config)
-    runner = MethodRunner(config, model=selection.load(), selection=selection, spacing=spacing)
-    cases = build_cases(config)
-    print(f"# {len(cases)} validation pairs ({args.images} slices x {args.transforms} transforms), model "
-          f"{selection.model}, {torch.get_num_threads()} torch threads")
+    config, runner, cases = validation_pairs(args.images, args.transforms)
     print(f"{'synthesis':>9} {'smooth':>7} {'steps':>5} {'patience':>8} {'lr x':>5} {'mean Dice %':>12} "
           f"{'folding %':>10} {'s/pair':>8}")
     weights = [tuple(float(v) for v in item.split(":")) for item in args.grid.split(",")]
