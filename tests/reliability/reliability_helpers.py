@@ -28,6 +28,15 @@ OUTPUTS = {"warped.nii.gz", "affine.mat", "warp.nii.gz", "inverse_affine.mat", "
            "report.json"}
 
 
+def rotation(axis: int, degrees: float) -> np.ndarray:
+    """The 3x3 rotation by ``degrees`` about voxel/world axis ``axis`` (0, 1 or 2)."""
+    a = np.deg2rad(degrees)
+    i, j = [k for k in range(3) if k != axis]
+    r = np.eye(3)
+    r[i, i], r[i, j], r[j, i], r[j, j] = np.cos(a), -np.sin(a), np.sin(a), np.cos(a)
+    return r
+
+
 def smooth_volume(seed: int, shape=SHAPE) -> np.ndarray:
     """A smooth random volume in [0, 100] (interpolation-friendly, unlike white noise)."""
     data = gaussian_filter(np.random.default_rng(seed).random(shape), 2.0)

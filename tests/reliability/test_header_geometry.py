@@ -12,19 +12,11 @@ import ants
 import nibabel as nib
 import numpy as np
 import pytest
-from reliability_helpers import assert_one_line_error, leftovers, run_cli
+from reliability_helpers import assert_one_line_error, leftovers, rotation, run_cli
 
 from firereg.data.io import read_image
 
 SHAPE = (20, 22, 18)
-
-
-def _rotation(axis: int, degrees: float) -> np.ndarray:
-    a = np.deg2rad(degrees)
-    i, j = [k for k in range(3) if k != axis]
-    r = np.eye(3)
-    r[i, i], r[i, j], r[j, i], r[j, j] = np.cos(a), -np.sin(a), np.sin(a), np.cos(a)
-    return r
 
 
 def _affine(rotation, spacing, origin) -> np.ndarray:
@@ -34,9 +26,9 @@ def _affine(rotation, spacing, origin) -> np.ndarray:
     return m
 
 
-QFORM = _affine(_rotation(2, 8.0), (2.0, 2.0, 2.0), (-19.0, -22.0, -17.0))
-OTHER = _affine(_rotation(0, -12.0) @ _rotation(2, 5.0), (2.0, 2.0, 2.0), (-9.0, -30.0, -12.0))
-SCALED = _affine(_rotation(2, 8.0), (2.3, 2.0, 1.8), (-19.0, -22.0, -17.0))
+QFORM = _affine(rotation(2, 8.0), (2.0, 2.0, 2.0), (-19.0, -22.0, -17.0))
+OTHER = _affine(rotation(0, -12.0) @ rotation(2, 5.0), (2.0, 2.0, 2.0), (-9.0, -30.0, -12.0))
+SCALED = _affine(rotation(2, 8.0), (2.3, 2.0, 1.8), (-19.0, -22.0, -17.0))
 SHEARED = OTHER.copy()
 SHEARED[0, 1] += 0.6
 
@@ -104,7 +96,7 @@ def test_ants_reapplies_the_written_transforms_to_the_same_result(tmp_path, caps
     """``firereg register`` (a perturbed 3D model, so that the transforms are not the identity)
     with the header on the moving or the fixed image; ANTs applies the written transforms to the
     original files and gets firereg's ``warped.nii.gz`` (as for an ordinary header)."""
-    other = _affine(_rotation(1, 6.0), (2.1, 1.9, 2.2), (-14.0, -25.0, -20.0))
+    other = _affine(rotation(1, 6.0), (2.1, 1.9, 2.2), (-14.0, -25.0, -20.0))
     images = {which: _write(tmp_path / f"{which}.nii.gz", name),
               ({"moving", "fixed"} - {which}).pop(): _write(tmp_path / "other.nii.gz",
                                                             (other, 1, other, 1))}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from reliability_helpers import run_cli
+from reliability_helpers import rotation, run_cli
 
 from firereg.config import ModelConfig
 from firereg.model import FireModel
@@ -27,14 +27,6 @@ PLANES = {
 }
 
 
-def _rotation(axis: int, degrees: float) -> np.ndarray:
-    a = np.deg2rad(degrees)
-    i, j = [k for k in range(3) if k != axis]
-    r = np.eye(3)
-    r[i, i], r[i, j], r[j, i], r[j, j] = np.cos(a), -np.sin(a), np.sin(a), np.cos(a)
-    return r
-
-
 def _slice_grid(plane: str, offset=(0.0, 0.0, 0.0)) -> tuple[tuple[int, ...], np.ndarray]:
     """Stored shape and affine of one slice in ``plane``, its centre near the world origin."""
     stored_axis, normal, degrees = PLANES[plane]
@@ -48,7 +40,7 @@ def _slice_grid(plane: str, offset=(0.0, 0.0, 0.0)) -> tuple[tuple[int, ...], np
         columns[world_axis, voxel_axis] = spacing[voxel_axis]
     columns[normal, stored_axis] = spacing[stored_axis]
     affine = np.eye(4)
-    affine[:3, :3] = _rotation(normal, degrees) @ columns
+    affine[:3, :3] = rotation(normal, degrees) @ columns
     shape = [0, 0, 0]
     shape[stored_axis] = 1
     for voxel_axis, size in zip(voxel_axes, IN_PLANE, strict=True):
