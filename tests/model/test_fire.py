@@ -181,6 +181,15 @@ def test_register_both_matches_two_single_registrations():
     forward, backward = model.register_both(moving, fixed, "ab")
     assert torch.allclose(forward.warped, model.register(moving, fixed, "ab").warped, atol=1e-6)
     assert torch.allclose(backward.affine, model.register(fixed, moving, "ba").affine, atol=1e-6)
+    # the affine subnets alone give the same matrices, and given matrices are used as they are
+    features = model.encode_pair(moving, fixed)
+    fwd_theta, bwd_theta = model.affines_both("ab", features)
+    assert torch.allclose(fwd_theta, forward.affine, atol=1e-6)
+    assert torch.allclose(bwd_theta, backward.affine, atol=1e-6)
+    given = forward.affine + 0.02
+    again, _ = model.register_both(moving, fixed, "ab", features=features, affines=(given, bwd_theta))
+    assert torch.equal(again.affine, given)
+    assert not torch.allclose(again.warped_affine, forward.warped_affine)
 
 
 def test_ready_for_inference_sets_eval_and_keeps_the_same_parameters() -> None:

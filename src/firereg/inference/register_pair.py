@@ -121,19 +121,24 @@ def register_pair(
     # no_grad rather than inference_mode: refinement reuses G's features inside autograd
     with torch.no_grad():
         features = model.encode_pair(x_m, x_f)
-        forward, backward = model.register_both(x_m, x_f, direction, features=features)
+    affines = None
+    image_affine_report = None
+    if image_affine is not None:  # the affine subnets first, the non-rigid ones after the stage
+        with torch.no_grad():
+            net_affines = model.affines_both(direction, features)
+        network_s = time.perf_counter() - start
+        start = time.perf_counter()
+        theta, image_affine_report = refine_affine_image(x_m, x_f, net_affines[0], image_affine)
+        affines = (theta, invert_affine(theta)) if image_affine_report["kept"] else net_affines
+        timings["image_affine_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+    else:
+        network_s = 0.0
+    with torch.no_grad():
+        forward, backward = model.register_both(x_m, x_f, direction, features=features, affines=affines)
     if device != "cpu" and torch.device(device).type == "cuda":
         torch.cuda.synchronize()
-    timings["network_s"] = time.perf_counter() - start
-    image_affine_report = None
-    if image_affine is not None:
-        start = time.perf_counter()
-        theta, image_affine_report = refine_affine_image(x_m, x_f, forward.affine, image_affine)
-        if image_affine_report["kept"]:
-            with torch.no_grad():
-                forward, backward = model.register_both(
-                    x_m, x_f, direction, features=features, affines=(theta, invert_affine(theta)))
-        timings["image_affine_s"] = time.perf_counter() - start
+    timings["network_s"] = network_s + time.perf_counter() - start
     net_fwd = (forward.affine, forward.nonrigid)
     net_bwd = (backward.affine, backward.nonrigid)
     refine_report = None

@@ -244,6 +244,14 @@ class FireModel(nn.Module):
         return (self._registration(forward_net, feat_moving, feat_fixed, moving, fwd_affine),
                 self._registration(backward_net, feat_fixed, feat_moving, fixed, bwd_affine))
 
+    def affines_both(self, direction: str, features: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """``(phi_af forward, phi_af backward)``, each ``(N, d, d+1)``, from the affine subnets alone
+        (no non-rigid pass), for :meth:`encode_pair`'s ``features`` of ``(moving, fixed)``."""
+        feat_moving, feat_fixed = features
+        backward = "ba" if direction == "ab" else "ab"
+        return (self.transformation_net(direction).affine(feat_moving, feat_fixed),
+                self.transformation_net(backward).affine(feat_fixed, feat_moving))
+
     def _registration(self, net: TransformationNet, feat_moving: Tensor, feat_fixed: Tensor,
                       moving: Tensor, affine: Tensor | None = None) -> Registration:
         parts: TransformParts = net(feat_moving, feat_fixed, affine)
