@@ -31,7 +31,7 @@ transform.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -213,8 +213,6 @@ def _brain_images(config: EvaluationConfig) -> tuple[list[SourceImage], DataInfo
 def _whole_volume(case: Case) -> Case:
     """``case`` with no slabs: :func:`_brain_images` then takes its whole volume, named
     ``<dataset>_whole``."""
-    from dataclasses import replace
-
     dataset = case.name.rsplit("_", 1)[0]
     return replace(case, name=f"{dataset}_whole", meta={**case.meta, "slabs": None})
 

@@ -217,10 +217,12 @@ class MethodRunner:
 
             self.gpu_model = copy.deepcopy(model).ready_for_inference(self.gpu_device)
 
-    def _fire_settings(self, name: str, affine_only: bool, refine=None, finetune=None) -> dict[str, Any]:
+    def _fire_settings(self, name: str, affine_only: bool, refine=None, finetune=None,
+                       image_affine=None) -> dict[str, Any]:
         selection = self.selection
         return {"method": name, "refine": dataclasses.asdict(refine) if refine is not None else None,
                 "finetune": dataclasses.asdict(finetune) if finetune is not None else None,
+                "image_affine": dataclasses.asdict(image_affine) if image_affine is not None else None,
                 "path": "firereg.inference.register_pair (as `firereg register"
                         + (" --affine-only`)" if affine_only else "`)"),
                 "model": selection.model, "checkpoint": str(selection.checkpoint),
@@ -256,9 +258,8 @@ class MethodRunner:
             gpu = gpu_result.report["timings"]
             gpu_timing = {"device": str(self.gpu_device), "total_seconds": gpu_total,
                           "registration_seconds": gpu["preprocess_s"] + gpu["network_s"]}
-        settings = self._fire_settings(name, affine_only, refine, finetune)
-        settings["image_affine"] = dataclasses.asdict(image_affine) if image_affine is not None else None
-        self.settings.setdefault(name, settings)
+        self.settings.setdefault(name, self._fire_settings(name, affine_only, refine, finetune,
+                                                           image_affine))
         return MethodRun(
             warped_labels=result.warped_labels,
             displacement=fire_displacement(result.affine, result.warp, case.fixed),
